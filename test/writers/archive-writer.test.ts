@@ -215,6 +215,33 @@ describe('ArchiveTarget', () => {
     assert.deepEqual(readdirSync(dir), []);
   });
 
+  it('removes the partial archive when the process gets Ctrl-C mid-write', async () => {
+    const dir = newDir();
+    const out = join(dir, 'interrupted.tar');
+    const script = `
+      import { Readable } from 'node:stream';
+      import { ArchiveTarget } from ${JSON.stringify(new URL('../../src/formats/archive-writer.js', import.meta.url).href)};
+      const target = new ArchiveTarget(${JSON.stringify(out)});
+      const desc = { mediaType: 'application/octet-stream', size: 1 << 30, digest: 'sha256:' + '0'.repeat(64) };
+      target.putBlob(desc, async () => Readable.from((async function* () {
+        for (;;) { yield Buffer.alloc(65536); await new Promise((r) => setTimeout(r, 5)); }
+      })()));
+      setInterval(() => {}, 1000);
+    `;
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 10_000;
+    while (!readdirSync(dir).some((n) => n.startsWith('.interrupted.tar.tmp-')) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(readdirSync(dir).length, 1, 'the child never started writing');
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill('SIGINT');
+    assert.equal(await exited, 130);
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
   it('streams large blobs without buffering them', async () => {
     const dir = newDir();
     const out = join(dir, 'big.tar');
