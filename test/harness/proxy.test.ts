@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it, before, after } from 'node:test';
+import { Agent, fetch } from 'undici';
+import { startProxy, type FaultProxy } from '../helpers/proxy.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { registryCaller, seedImage, sha256Digest, uploadBlob } from '../helpers/seed.js';
+
+/** The registry as seen through the proxy: same users, plain HTTP at the proxy's address. */
+function viaProxy(reg: TestRegistry, proxy: FaultProxy): TestRegistry {
+  const { caPem: _ca, caFile: _file, ...rest } = reg;
+  return { ...rest, url: proxy.url, host: proxy.host };
+}
+
+describe('fault proxy', () => {
+  let reg: TestRegistry;
+  let proxy: FaultProxy;
+  let blob: Buffer;
+  let blobDigest: string;
+  // One keep-alive client for all requests, as a real client would use.
+  const dispatcher = new Agent();
+
+  before(async () => {
+    reg = await startRegistry();
+    proxy = await startProxy(reg);
+    blob = randomBytes(256 * 1024);
+    const caller = registryCaller(reg);
+    blobDigest = await uploadBlob(caller, 'harness/proxy', blob);
+    await caller.close();
+  });
+  after(async () => {
+    await dispatcher.close();
+    await proxy.stop();
+    await reg.stop();
+  });
+
+  const blobUrl = () => `${proxy.url}/v2/harness/proxy/blobs/${blobDigest}`;
+
+  it('forwards requests and responses unchanged', async () => {
+    const res = await fetch(blobUrl(), { dispatcher });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('docker-content-digest'), blobDigest);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), blob);
+  });
+
+  it('injects a 500 once, then passes', async () => {
+    const rule = proxy.addRule({ method: 'GET', path: /^\/v2\/$/, times: 1, action: { kind: 'status', status: 500 } });
+    const first = await fetch(`${proxy.url}/v2/`, { dispatcher });
+    await first.arrayBuffer();
+    assert.equal(first.status, 500);
+    const second = await fetch(`${proxy.url}/v2/`, { dispatcher });
+    await second.arrayBuffer();
+    assert.equal(second.status, 200);
+    assert.equal(rule.hits, 1);
+  });
+
+  it('sends Retry-After with an injected 429 and honours method filters', async (t) => {
+    const rule = proxy.addRule({ method: 'HEAD', path: /\/blobs\//, times: 2, action: { kind: 'status', status: 429, retryAfter: 1 } });
+    t.after(() => rule.remove());
+    const get = await fetch(blobUrl(), { dispatcher });
+    await get.arrayBuffer();
+    assert.equal(get.status, 200, 'GET does not match a HEAD rule');
+    const head = await fetch(blobUrl(), { method: 'HEAD', dispatcher });
+    assert.equal(head.status, 429);
+    assert.equal(head.headers.get('retry-after'), '1');
+    assert.equal(rule.hits, 1);
+  });
+
+  it('resets the connection part way through a response', async () => {
+    proxy.addRule({ path: /\/blobs\/sha256:/, times: 1, action: { kind: 'reset-after', bytes: 1000, direction: 'response' } });
+    const before = proxy.log.length;
+    const res = await fetch(blobUrl(), { dispatcher });
+    assert.equal(res.status, 200);
+    await assert.rejects(res.arrayBuffer(), (err: Error & { cause?: { code?: string } }) => {
+      assert.equal(err.cause?.code, 'ECONNRESET');
+      return true;
+    });
+    const record = proxy.log[before]!;
+    assert.equal(record.fault, 'reset-after');
+    assert.equal(record.responseBytes, 1000);
+    // The rule is used up: the next download is whole.
+    const again = await fetch(blobUrl(), { dispatcher });
+    assert.deepEqual(Buffer.from(await again.arrayBuffer()), blob);
+  });
+
+  it('resets the connection part way through a request body', async () => {
+    const data = randomBytes(512 * 1024);
+    const caller = registryCaller(viaProxy(reg, proxy));
+    try {
+      proxy.addRule({ method: 'PUT', times: 1, action: { kind: 'reset-after', bytes: 64 * 1024, direction: 'request' } });
+      const before = proxy.log.length;
+      await assert.rejects(uploadBlob(caller, 'harness/proxy', data), (err: Error & { cause?: { code?: string } }) => {
+        assert.equal(err.cause?.code, 'ECONNRESET');
+        return true;
+      });
+      const put = proxy.log.slice(before).find((r) => r.method === 'PUT')!;
+      assert.equal(put.fault, 'reset-after');
+      assert.equal(put.status, undefined, 'no status reaches a client whose connection was reset');
+      assert.ok(put.requestBytes >= 64 * 1024);
+      const head = await fetch(`${reg.url}/v2/harness/proxy/blobs/${sha256Digest(data)}`, { method: 'HEAD' });
+      assert.equal(head.status, 404, 'the cut upload must not have completed');
+    } finally {
+      await caller.close();
+    }
+  });
+
+  it('flips one byte of a response body', async () => {
+    proxy.addRule({ method: 'GET', path: /\/blobs\//, times: 1, action: { kind: 'corrupt-response', offset: 100_000 } });
+    const res = await fetch(blobUrl(), { dispatcher });
+    const got = Buffer.from(await res.arrayBuffer());
+    assert.equal(got.length, blob.length);
+    const differing = [...got.keys()].filter((i) => got[i] !== blob[i]);
+    assert.deepEqual(differing, [100_000]);
+  });
+
+  it('delays a request', async () => {
+    proxy.addRule({ path: /^\/v2\/$/, times: 1, action: { kind: 'delay', ms: 300 } });
+    const start = Date.now();
+    const res = await fetch(`${proxy.url}/v2/`, { dispatcher });
+    await res.arrayBuffer();
+    assert.equal(res.status, 200);
+    assert.ok(Date.now() - start >= 290, `took ${Date.now() - start} ms`);
+  });
+
+  it('rewrites upload Locations to itself and counts body bytes per method', async () => {
+    proxy.resetCounters();
+    const data = randomBytes(100_000);
+    const caller = registryCaller(viaProxy(reg, proxy));
+    try {
+      const start = await caller.fetch('/v2/harness/counted/blobs/uploads/', { method: 'POST' });
+      await start.arrayBuffer();
+      assert.ok(start.headers.get('location')!.startsWith(`${proxy.url}/v2/harness/counted/blobs/uploads/`),
+        start.headers.get('location')!);
+      await uploadBlob(caller, 'harness/counted', data);
+    } finally {
+      await caller.close();
+    }
+    assert.deepEqual(proxy.stats({ method: 'PUT' }), { requests: 1, requestBytes: data.length, responseBytes: 0 });
+    assert.equal(proxy.stats({ method: ['PATCH', 'PUT'] }).requestBytes, data.length);
+    assert.equal(proxy.stats({ method: 'POST', path: /\/blobs\/uploads\/$/ }).requests, 2);
+    assert.equal(proxy.stats().requests, 3);
+    const fetched = await fetch(`${proxy.url}/v2/harness/counted/blobs/${sha256Digest(data)}`, { dispatcher });
+    await fetched.arrayBuffer();
+    assert.equal(proxy.stats({ method: 'GET' }).responseBytes, data.length);
+  });
+});
+
+describe('fault proxy in front of a TLS, token-auth registry', () => {
+  it('speaks plain HTTP to the client and HTTPS upstream', async (t) => {
+    const reg = await startRegistry({ tls: true, auth: 'token' });
+    t.after(() => reg.stop());
+    const proxy = await startProxy(reg);
+    t.after(() => proxy.stop());
+    const seeded = await seedImage(reg, 'harness/tlsproxy', 'v1');
+
+    const anonymous = await fetch(`${proxy.url}/v2/`);
+    await anonymous.arrayBuffer();
+    assert.equal(anonymous.status, 401);
+    assert.match(anonymous.headers.get('www-authenticate')!, /^Bearer realm="https:\/\/127\.0\.0\.1:\d+\/token"/);
+
+    // The token server stays direct (HTTPS, same CA); the registry traffic goes through the proxy.
+    const tokenDispatcher = new Agent({ connect: { ca: reg.caPem! } });
+    t.after(() => tokenDispatcher.close());
+    const tokenRes = await fetch(`${reg.tokenServer!.realm}?service=${reg.tokenServer!.service}&scope=repository:harness/tlsproxy:pull,push`, {
+      dispatcher: tokenDispatcher,
+      headers: { authorization: `Basic ${Buffer.from('testuser:testpassword').toString('base64')}` },
+    });
+    const { token } = await tokenRes.json() as { token: string };
+    const manifest = await fetch(`${proxy.url}/v2/harness/tlsproxy/manifests/v1`, {
+      headers: { authorization: `Bearer ${token}`, accept: seeded.mediaType },
+    });
+    assert.equal(manifest.status, 200);
+    assert.deepEqual(Buffer.from(await manifest.arrayBuffer()), seeded.manifest);
+
+    const upload = await fetch(`${proxy.url}/v2/harness/tlsproxy/blobs/uploads/`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}` },
+    });
+    await upload.arrayBuffer();
+    assert.equal(upload.status, 202);
+    assert.ok(upload.headers.get('location')!.startsWith(`${proxy.url}/`), upload.headers.get('location')!);
+  });
+});
