@@ -20,6 +20,8 @@ export interface Content {
   open(): Promise<Readable>;
   /** Children in push order (config before layers); empty for plain blobs. */
   children(): Promise<Content[]>;
+  /** The descriptor when it is known without any work (no compression, no reads). */
+  known?(): Descriptor | undefined;
 }
 
 /** What a format reader implements: raw bytes of a blob it holds, by descriptor. */
@@ -69,6 +71,10 @@ export class DescribedContent implements Content {
   ) {}
 
   async describe(): Promise<Descriptor> {
+    return this.descriptor;
+  }
+
+  known(): Descriptor {
     return this.descriptor;
   }
 
