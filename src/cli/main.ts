@@ -25,7 +25,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<void
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err, y) => {
       if (err) throw err;
-      process.stderr.write(`tarpush: ${msg}\nRun "tarpush --help" for usage.\n`);
+      process.stderr.write(`tarpush: ${msg} (see tarpush --help)\n`);
       void y;
       process.exit(ExitCode.usage);
     })

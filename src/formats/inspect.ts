@@ -1,4 +1,5 @@
-import { readContent, type Content } from '../image/content.js';
+import { DescribedContent, readContent, type Content } from '../image/content.js';
+import { LayoutBlobReader } from './oci-layout.js';
 import type { Descriptor } from '../image/descriptor.js';
 import { parseConfig, platformOfConfig } from '../image/manifest.js';
 import { isIndexType, isManifestType } from '../image/mediatypes.js';
@@ -34,6 +35,8 @@ async function summariseManifest(node: Content, desc: Descriptor): Promise<Manif
   const [config, ...layers] = children;
   const configDesc = await config!.describe();
   const layerDescs = await Promise.all(layers.map((l) => l.describe()));
+  // A listing reads no layer, but a layer that is missing or of the wrong size is worth knowing.
+  for (const l of layers) if (l instanceof DescribedContent && l.reader instanceof LayoutBlobReader) l.reader.checkPresent(l.descriptor);
   let platform = formatPlatform(desc.platform);
   if (!platform && /config|json/.test(configDesc.mediaType)) {
     try {

@@ -25,9 +25,18 @@ export class LayoutBlobReader implements BlobReader {
   }
 
   async openRaw(desc: Descriptor): Promise<Readable> {
+    this.checkPresent(desc);
+    return this.tree.open(this.pathOf(desc.digest));
+  }
+
+  /** Cheap check that a blob is there with the right size, without reading it. */
+  checkPresent(desc: Descriptor): void {
     const path = this.pathOf(desc.digest);
-    if (!this.tree.has(path)) throw inputError(this.tree.where, `blob ${desc.digest} (${desc.mediaType}) is missing (no ${path})`);
-    return this.tree.open(path);
+    const size = this.tree.size(path);
+    if (size === undefined) throw inputError(this.tree.where, `blob ${desc.digest} (${desc.mediaType}) is missing (no ${path})`);
+    if (size !== desc.size) {
+      throw inputError(this.tree.where, `blob ${desc.digest} does not match its descriptor: ${path} has ${size} bytes where ${desc.size} were expected`);
+    }
   }
 }
 
