@@ -98,6 +98,9 @@ function gzipError(err: Error & { code?: string }, where: string): Decompression
 }
 
 // ---- zstd -------------------------------------------------------------------------------------
+// fzstd does not verify zstd's optional XXH64 content checksum: corruption inside a block can
+// decode to wrong bytes without an error here. Every blob tarpush reads is digest-checked
+// downstream (and a decompressed archive must still index as a tar), which catches it.
 
 /**
  * fzstd's push() decodes synchronously and hands over every block the input completes. One zstd
@@ -273,10 +276,10 @@ class XzDecompressStream extends Duplex {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (error?: Error | null) => void): void {
     if (this.finished) {
-      // The xz stream has ended; only padding may follow. Anything else is a second stream,
-      // which xz-decompress cannot decode.
+      // The decoder (which itself handles concatenated streams) has ended; only padding may
+      // follow.
       if (chunk.some((b) => b !== 0)) {
-        cb(new DecompressionError(this.where, 'xz', 'data after the end of the xz stream (concatenated xz streams are not supported)', false));
+        cb(new DecompressionError(this.where, 'xz', 'corrupt xz data (data after the end of the stream)', false));
       } else cb();
       return;
     }
