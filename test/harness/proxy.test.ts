@@ -104,6 +104,67 @@ describe('fault proxy', () => {
     }
   });
 
+  it('streams chunked PATCH bodies upstream and counts them', async () => {
+    proxy.resetCounters();
+    const data = randomBytes(300_000);
+    const start = await fetch(`${proxy.url}/v2/harness/chunked/blobs/uploads/`, { method: 'POST', dispatcher });
+    await start.arrayBuffer();
+    let location = start.headers.get('location')!;
+    for (const part of [data.subarray(0, 100_000), data.subarray(100_000)]) {
+      // No content-length: the body goes out with Transfer-Encoding: chunked.
+      const body = new ReadableStream<Uint8Array>({
+        start(c) { c.enqueue(part.subarray(0, 1000)); c.enqueue(part.subarray(1000)); c.close(); },
+      });
+      const res = await fetch(location, {
+        method: 'PATCH', body, duplex: 'half', dispatcher, headers: { 'content-type': 'application/octet-stream' },
+      });
+      await res.arrayBuffer();
+      assert.equal(res.status, 202);
+      location = res.headers.get('location')!;
+      assert.ok(location.startsWith(proxy.url), location);
+    }
+    const put = new URL(location);
+    put.searchParams.set('digest', sha256Digest(data));
+    const done = await fetch(put, { method: 'PUT', dispatcher });
+    await done.arrayBuffer();
+    assert.equal(done.status, 201);
+    assert.equal(proxy.stats({ method: 'PATCH' }).requestBytes, data.length);
+    assert.equal(proxy.stats({ method: ['PATCH', 'PUT'] }).requests, 3);
+    const head = await fetch(`${proxy.url}/v2/harness/chunked/blobs/${sha256Digest(data)}`, { method: 'HEAD', dispatcher });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(data.length));
+  });
+
+  it('shows what distribution 2.8 does with an upload whose PATCH was cut', async () => {
+    // Facts the registry client must live with (not harness behaviour): the
+    // registry keeps the partial bytes, so the upload's size no longer matches
+    // the offset in every _state it handed out, and it cancels the upload on
+    // the next request: resuming works only from a completed PATCH.
+    const data = randomBytes(400_000);
+    const start = await fetch(`${proxy.url}/v2/harness/cut/blobs/uploads/`, { method: 'POST', dispatcher });
+    await start.arrayBuffer();
+    const first = await fetch(start.headers.get('location')!, { method: 'PATCH', body: data.subarray(0, 100_000), dispatcher });
+    await first.arrayBuffer();
+    assert.equal(first.headers.get('range'), '0-99999');
+    const afterFirst = first.headers.get('location')!;
+    const status = await fetch(afterFirst, { dispatcher });
+    await status.arrayBuffer();
+    assert.equal(status.status, 204);
+    assert.equal(status.headers.get('range'), '0-99999');
+
+    proxy.addRule({ method: 'PATCH', times: 1, action: { kind: 'reset-after', bytes: 50_000, direction: 'request' } });
+    await assert.rejects(fetch(afterFirst, { method: 'PATCH', body: data.subarray(100_000), dispatcher }));
+    // The registry notices the cut asynchronously: ask until it has.
+    let poisoned = await fetch(afterFirst, { dispatcher });
+    for (let i = 0; i < 40 && poisoned.status === 204; i++) {
+      await poisoned.arrayBuffer();
+      await new Promise((r) => setTimeout(r, 50));
+      poisoned = await fetch(afterFirst, { dispatcher });
+    }
+    assert.equal(poisoned.status, 404);
+    assert.match(await poisoned.text(), /BLOB_UPLOAD_INVALID/);
+  });
+
   it('flips one byte of a response body', async () => {
     proxy.addRule({ method: 'GET', path: /\/blobs\//, times: 1, action: { kind: 'corrupt-response', offset: 100_000 } });
     const res = await fetch(blobUrl(), { dispatcher });
