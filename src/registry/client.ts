@@ -136,7 +136,10 @@ export class RegistryClient {
         await res.dump();
         return;
       }
-      await res.dump();
+      const body = res.status === 400 ? await res.text(4096).catch(() => '') : (await res.dump(), '');
+      if (/HTTPS server/i.test(body)) {
+        throw new TarpushError('network', `${this.registry} speaks HTTPS, not plain HTTP (drop --plain-http)`);
+      }
       if (res.status >= 200 && res.status < 300) {
         this.auth.noAuthNeeded();
         return;
