@@ -47,6 +47,8 @@ export interface TestRegistry {
   caFile?: string;
   /** The CA as PEM text (tls only), e.g. for undici `new Agent({ connect: { ca } })`. */
   caPem?: string;
+  /** Directory holding only ca.crt (tls only): for `skopeo --cert-dir` and other Go tools. */
+  certDir?: string;
   /** Root of the registry's filesystem storage (docker/registry/v2/... lives below). */
   storageDir: string;
   /** Users accepted by basic/token auth. */
@@ -115,7 +117,14 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     await mkdir(storageDir);
 
     let pki: TestPki | undefined;
-    if (opts.tls) pki = await makeTestPki(dir);
+    let certDir: string | undefined;
+    if (opts.tls) {
+      pki = await makeTestPki(dir);
+      // Docker/containers-style certs.d directory: Go tools (skopeo --cert-dir) read *.crt as CAs.
+      certDir = path.join(dir, 'certs.d');
+      await mkdir(certDir);
+      await writeFile(path.join(certDir, 'ca.crt'), pki.caPem);
+    }
 
     let authConfig: YamlValue | undefined;
     if (auth === 'basic') {
@@ -221,7 +230,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
 
       return {
         host, url, storageDir, users, configFile, logFile, stop,
-        ...(pki ? { caFile: pki.caFile, caPem: pki.caPem } : {}),
+        ...(pki && certDir ? { caFile: pki.caFile, caPem: pki.caPem, certDir } : {}),
         ...(tokenServer ? { tokenServer } : {}),
         readLog: () => readFile(logFile, 'utf8'),
       };
