@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { Agent, fetch } from 'undici';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { registryCaller, seedImage, sha256Digest, uploadBlob } from '../helpers/seed.js';
+import { bearerChallenge } from '../helpers/tokenserver.js';
 
 const run = promisify(execFile);
 
@@ -218,6 +219,7 @@ describe('token-auth registry', () => {
     const url = `${reg.url}/v2/harness/token/blobs/${image.configDigest}`;
     const first = await fetch(url, { method: 'HEAD' });
     assert.equal(first.status, 401);
+    assert.equal(first.headers.get('www-authenticate'), bearerChallenge(reg.tokenServer!, 'repository:harness/token:pull'));
     const challenge = parseChallenge(first.headers.get('www-authenticate'));
     assert.equal(challenge.realm, reg.tokenServer!.realm);
     assert.equal(challenge.service, reg.tokenServer!.service);

@@ -253,3 +253,16 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     },
   };
 }
+
+/**
+ * The WWW-Authenticate value the registry sends for `scope`; with the fault
+ * proxy's status action it simulates a token the registry stopped accepting:
+ *   proxy.addRule({ times: 1, action: { kind: 'status', status: 401,
+ *     headers: { 'www-authenticate': bearerChallenge(reg.tokenServer!, scope, 'invalid_token') } } })
+ */
+export function bearerChallenge(server: Pick<TokenServer, 'realm' | 'service'>, scope?: string, error?: string): string {
+  let value = `Bearer realm="${server.realm}",service="${server.service}"`;
+  if (scope !== undefined) value += `,scope="${scope}"`;
+  if (error !== undefined) value += `,error="${error}"`;
+  return value;
+}
