@@ -205,8 +205,9 @@ export class RegistryClient {
       const json = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown; detail?: unknown }[] };
       if (!Array.isArray(json.errors)) return [];
       return json.errors.map((e) => {
-        const code = typeof e.code === 'string' ? e.code : 'UNKNOWN';
-        let t = `${code}: ${typeof e.message === 'string' ? e.message : ''}`.replace(/: $/, '');
+        const code = typeof e.code === 'string' && e.code ? e.code : '';
+        const message = typeof e.message === 'string' ? e.message : '';
+        let t = code ? `${code}: ${message}`.replace(/: $/, '') : `HTTP ${res.status}: ${message}`.replace(/: $/, '');
         const detail = typeof e.detail === 'string' ? e.detail : e.detail !== undefined && e.detail !== null ? JSON.stringify(e.detail) : '';
         if (detail && detail.length <= 200) t += ` (${detail})`;
         return { code, text: scrub(t, this.auth.secrets) };
@@ -219,14 +220,15 @@ export class RegistryClient {
   /** Turns an unexpected response into a one-line TarpushError (auth kind for DENIED/UNAUTHORIZED). */
   async responseError(res: HttpResponse, what: string): Promise<TarpushError> {
     const errors = await this.readErrors(res);
+    const retried = res.status === 408 || res.status === 429 || res.status >= 500;
+    const suffix = retried ? ' (retries exhausted)' : '';
     if (errors.length) {
       const auth = errors.some((e) => e.code === 'DENIED' || e.code === 'UNAUTHORIZED') || res.status === 403;
-      return new TarpushError(auth ? 'auth' : 'registry', `${this.where}: ${what}: ${errors.map((e) => e.text).join('; ')}`);
+      const status = retried ? `HTTP ${res.status}${suffix}: ` : '';
+      return new TarpushError(auth ? 'auth' : 'registry', `${this.where}: ${what}: ${status}${errors.map((e) => e.text).join('; ')}`);
     }
     const kind = res.status === 403 ? 'auth' : 'registry';
-    const reason =
-      res.status === 429 ? 'too many requests, retries exhausted' : res.status >= 500 ? 'registry error, retries exhausted' : '';
-    return new TarpushError(kind, `${this.where}: ${what}: HTTP ${res.status}${reason ? ` (${reason})` : ''}`);
+    return new TarpushError(kind, `${this.where}: ${what}: HTTP ${res.status}${suffix}`);
   }
 
   // ---------------------------------------------------------------- blobs
@@ -613,26 +615,38 @@ export class RegistryClient {
   // ------------------------------------------------------------ manifests
 
   async getManifest(ref: string, accept: string[] = MANIFEST_ACCEPT): Promise<ManifestResponse> {
-    const res = await this.call({ method: 'GET', url: this.path('manifests', ref), headers: { accept: accept.join(', ') } });
-    if (res.status === 404) {
-      const detail = await this.errorDetail(res);
-      throw new TarpushError('registry', `${this.where}: manifest ${ref} not found (${detail})`);
-    }
-    if (res.status !== 200) throw await this.responseError(res, `fetching manifest ${ref}`);
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const c of res.body) {
-      total += (c as Buffer).length;
-      if (total > MAX_DOCUMENT_BYTES) {
-        res.body.destroy();
-        throw new TarpushError('registry', `${this.where}: manifest ${ref} is larger than ${MAX_DOCUMENT_BYTES} bytes`);
+    for (let failures = 0; ; ) {
+      const res = await this.call({ method: 'GET', url: this.path('manifests', ref), headers: { accept: accept.join(', ') } });
+      if (res.status === 404) {
+        const detail = await this.errorDetail(res);
+        throw new TarpushError('registry', `${this.where}: manifest ${ref} not found (${detail})`);
       }
-      chunks.push(c as Buffer);
+      if (res.status !== 200) throw await this.responseError(res, `fetching manifest ${ref}`);
+      const chunks: Buffer[] = [];
+      let total = 0;
+      try {
+        for await (const c of res.body) {
+          total += (c as Buffer).length;
+          if (total > MAX_DOCUMENT_BYTES) {
+            res.body.destroy();
+            throw new TarpushError('registry', `${this.where}: manifest ${ref} is larger than ${MAX_DOCUMENT_BYTES} bytes`);
+          }
+          chunks.push(c as Buffer);
+        }
+      } catch (e) {
+        // A document is small and the GET idempotent: a broken body is simply fetched again.
+        if (!isRetryableNetworkError(e) || ++failures >= MAX_TRANSFER_FAILURES) {
+          throw this.transport.networkError(e, res.url ? new URL(res.url) : this.transport.resolve('/'));
+        }
+        this.transport.debug(`reading manifest ${ref} broke (${describe(e)}); fetching it again`);
+        await sleep(this.backoff(failures));
+        continue;
+      }
+      const bytes = Buffer.concat(chunks);
+      const contentType = (headerValue(res.headers, 'content-type') ?? '').split(';')[0]!.trim();
+      const digest = headerValue(res.headers, 'docker-content-digest') ?? sha256(bytes);
+      return { bytes, mediaType: contentType, digest };
     }
-    const bytes = Buffer.concat(chunks);
-    const contentType = (headerValue(res.headers, 'content-type') ?? '').split(';')[0]!.trim();
-    const digest = headerValue(res.headers, 'docker-content-digest') ?? sha256(bytes);
-    return { bytes, mediaType: contentType, digest };
   }
 
   /** Digest, media type and size of a manifest, or undefined when the registry has none. */
