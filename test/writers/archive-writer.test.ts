@@ -275,3 +275,33 @@ describe('ArchiveTarget', () => {
     assert.equal(splitReference('app@sha256:abc'), undefined);
   });
 });
+
+describe('ArchiveTarget output verified by the verify engine', () => {
+  it('is a complete OCI layout: every blob referenced, every file named by its hash', async () => {
+    const { verifyImages } = await import('../../src/verify/index.js');
+    const { contentFromDescriptor } = await import('../../src/image/content.js');
+    const { DirBlobReader, DirTree } = await import('./util.js');
+    const dir = newDir();
+    const out = join(dir, 'all.tar');
+    const { a, b } = await twoImagesSharingALayer();
+    const amd = makeImage([await makeLayer({ f: 'amd' }, 'zstd')]);
+    const arm = makeImage([await makeLayer({ f: 'arm' })], { platform: { os: 'linux', architecture: 'arm64' } });
+    const idx = makeIndex([amd, arm]);
+    const target = new ArchiveTarget(out, { imageName: 'example.com/app' });
+    await Promise.all([pushImage(target, a, 'a'), pushImage(target, b, 'b'), pushIndex(target, idx, 'multi')]);
+    await target.commit();
+    const extracted = join(dir, 'x');
+    execFileSync('mkdir', [extracted]);
+    execFileSync('tar', ['-xf', out, '-C', extracted]);
+    const index = JSON.parse(readFileSync(join(extracted, 'index.json'), 'utf8'));
+    const reader = new DirBlobReader(extracted);
+    const report = await verifyImages(
+      index.manifests.map((d: any) => contentFromDescriptor(d, reader)),
+      { where: out, tree: new DirTree(extracted) },
+    );
+    assert.deepEqual(report.problems, []);
+    assert.deepEqual(report.warnings, []);
+    assert.equal(report.checked.manifests, 5);
+    assert.equal(report.checked.layers, 5);
+  });
+});

@@ -173,3 +173,26 @@ describe('OciLayoutTarget', () => {
     await assert.rejects(new OciLayoutTarget(dir).putManifest(img.manifest.desc, Buffer.from('{}'), 'x'), /do not match/);
   });
 });
+
+describe('OciLayoutTarget output verified by the verify engine', () => {
+  it('passes verify with no warnings after several pushes and a re-tag', async () => {
+    const { verifyImages } = await import('../../src/verify/index.js');
+    const { contentFromDescriptor } = await import('../../src/image/content.js');
+    const { DirBlobReader, DirTree } = await import('./util.js');
+    const dir = newDir();
+    const target = new OciLayoutTarget(dir);
+    const amd = makeImage([await makeLayer({ f: 'amd' }, 'zstd'), await makeLayer({ g: 'plain' }, 'none')]);
+    const arm = makeImage([await makeLayer({ f: 'arm' })], { platform: { os: 'linux', architecture: 'arm64' } });
+    await pushIndex(target, makeIndex([amd, arm]), 'multi');
+    await pushImage(target, amd, 'amd');
+    const index = readJson(join(dir, 'index.json'));
+    const reader = new DirBlobReader(dir);
+    const report = await verifyImages(
+      index.manifests.map((d: any) => contentFromDescriptor(d, reader)),
+      { where: dir, tree: new DirTree(dir) },
+    );
+    assert.deepEqual(report.problems, []);
+    assert.deepEqual(report.warnings, []);
+    assert.equal(report.checked.layers, 3);
+  });
+});
