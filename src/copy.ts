@@ -113,7 +113,7 @@ export class Copier {
       this.reporter.start(short, 'exists', desc.size).done('exists');
       return;
     }
-    const progress = this.reporter.start(short, desc.mediaType.includes('config') ? 'config' : 'layer', desc.size);
+    const progress = this.reporter.start(short, /config|container\.image/.test(desc.mediaType) ? 'config' : 'layer', desc.size);
     try {
       await this.target.putBlob(desc, () => child.open(), progress);
     } catch (e) {

@@ -25,7 +25,7 @@ function table(rows: string[][]): string[] {
 function render(where: string, format: string, summaries: EntrySummary[]): string[] {
   const rows = [['#', 'IMAGE', 'PLATFORM', 'DIGEST', 'CONFIG', 'LAYERS', 'SIZE']];
   for (const s of summaries) {
-    const name = [...s.tags, ...s.refNames.filter((r) => !s.tags.includes(r))].join(', ') || '(untagged)';
+    const name = (s.tags.length ? s.tags : s.refNames).join(', ') || '(untagged)';
     if (s.manifests.length === 1 && s.manifests[0]!.digest === s.digest) {
       const m = s.manifests[0]!;
       rows.push([`@${s.position}`, name, m.platform || '-', s.digest, short(m.config), String(m.layers), formatBytes(m.size)]);

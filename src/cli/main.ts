@@ -4,6 +4,9 @@ import { installCleanupHandlers } from '../archive/tempfiles.js';
 import { ExitCode } from '../errors.js';
 import { digestCommand } from './digest.js';
 import { loadCommand } from './load.js';
+import { pushCommand } from './push.js';
+import { pullCommand } from './pull.js';
+import { verifyCommand } from './verify.js';
 
 export async function main(argv: string[] = hideBin(process.argv)): Promise<void> {
   installCleanupHandlers();
@@ -16,6 +19,9 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<void
     .option('cache', { type: 'boolean', default: true, global: true, describe: 'Use the compression cache ($XDG_CACHE_HOME/tarpush); --no-cache to skip it' })
     .command(loadCommand)
     .command(digestCommand)
+    .command(pushCommand)
+    .command(pullCommand)
+    .command(verifyCommand)
     .demandCommand(1, 'Give a command: load, digest, push, pull or verify')
     .strict()
     .recommendCommands()

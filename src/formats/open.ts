@@ -19,7 +19,7 @@ export async function openImageSource(path: string, opts: OpenSourceOptions = {}
   const tree = await openTree(path, opts);
   try {
     const { format, entries } = await readEntries(tree, opts.synthesis ?? DEFAULT_SYNTHESIS);
-    return { where: tree.where, format, entries, close: () => tree.close() };
+    return { where: tree.where, format, entries, tree, close: () => tree.close() };
   } catch (e) {
     await tree.close();
     throw e;

@@ -90,7 +90,7 @@ export async function manifestPlatform(content: Content): Promise<Platform | und
   return undefined;
 }
 
-async function pickPlatform(root: Content, want: Platform, where: string): Promise<Content> {
+export async function pickPlatform(root: Content, want: Platform, where: string): Promise<Content> {
   const desc = await root.describe();
   if (!isIndexType(desc.mediaType)) {
     const have = await manifestPlatform(root);

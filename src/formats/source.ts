@@ -1,3 +1,4 @@
+import type { FileTree } from '../archive/filetree.js';
 import type { Content } from '../image/content.js';
 
 /** How an image was stored in the input; shown by `load` and in JSON reports. */
@@ -27,5 +28,7 @@ export interface ImageSource {
   readonly where: string;
   readonly format: SourceFormat;
   readonly entries: ImageEntry[];
+  /** The files the images were read from (verify checks layouts file by file). */
+  readonly tree: FileTree;
   close(): Promise<void>;
 }
