@@ -369,3 +369,28 @@ describe('token-auth registry over TLS', () => {
     assert.deepEqual(Buffer.from(await res.arrayBuffer()), image.manifest);
   });
 });
+
+describe('registry config knobs', () => {
+  it('takes a configure hook that edits the generated config', async (t) => {
+    const reg = await startRegistry({
+      configure: (config) => {
+        (config.storage as Record<string, unknown>).maintenance = { readonly: { enabled: true } };
+      },
+    });
+    t.after(() => reg.stop());
+    assert.match(await readFile(reg.configFile, 'utf8'), /readonly:/);
+    const res = await fetch(`${reg.url}/v2/harness/ro/blobs/uploads/`, { method: 'POST' });
+    await res.arrayBuffer();
+    // Read-only mode refuses uploads: proof that the hook's change reached the registry.
+    assert.equal(res.status, 405);
+  });
+
+  it('returns relative Locations with relativeUrls', async (t) => {
+    const reg = await startRegistry({ relativeUrls: true });
+    t.after(() => reg.stop());
+    const res = await fetch(`${reg.url}/v2/harness/rel/blobs/uploads/`, { method: 'POST' });
+    await res.arrayBuffer();
+    assert.equal(res.status, 202);
+    assert.match(res.headers.get('location')!, /^\/v2\/harness\/rel\/blobs\/uploads\//);
+  });
+});

@@ -36,6 +36,10 @@ export interface StartRegistryOptions {
   tokenAccess?: TokenAccessFn;
   /** Token mode: lifetime of issued tokens in seconds (default 300). */
   tokenLifetime?: number;
+  /** `http.relativeurls`: Location headers become "/v2/..." instead of absolute URLs. */
+  relativeUrls?: boolean;
+  /** Last word on the generated config (e.g. storage.maintenance.readonly), edited in place. */
+  configure?: (config: Record<string, YamlValue | undefined>) => void;
 }
 
 export interface TestRegistry {
@@ -171,9 +175,11 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
           secret: randomBytes(16).toString('hex'),
           headers: { 'X-Content-Type-Options': ['nosniff'] },
           tls: pki ? { certificate: pki.certFile, key: pki.keyFile } : undefined,
+          relativeurls: opts.relativeUrls ? true : undefined,
         },
         auth: authConfig,
       };
+      opts.configure?.(config);
       await writeFile(configFile, toYaml(config));
 
       const logFd = openSync(logFile, 'a');
