@@ -3,7 +3,7 @@ import { TarpushError } from '../errors.js';
 import { findChallenge, parseChallenges, type Challenge } from './challenge.js';
 import type { Credentials } from './credentials.js';
 import { redactUrl } from './redact.js';
-import { headerValue, type Transport } from './transport.js';
+import type { Transport } from './transport.js';
 
 /**
  * Registry authentication: Basic, or Docker's token protocol (a token per scope from the realm
@@ -91,6 +91,8 @@ export class Authenticator {
       this.bearer = bearer;
       const key = scopeKey(scopes);
       const cached = this.tokens.get(key);
+      // A fresh token will not grant more than the last one did.
+      if (bearer.params.error === 'insufficient_scope' && sentHeader?.startsWith('Bearer ')) return false;
       if (wasBearer && sentHeader && cached && sentHeader === `Bearer ${cached.token}`) {
         // The registry refused a token we thought valid (expired early, revoked): get a new one once.
         this.tokens.delete(key);
@@ -202,12 +204,6 @@ export class Authenticator {
     this.transport.debug(`got a token for ${scopes.join(' ')} valid for ${lifetime} s`);
     return { token, expiresAt };
   }
-
-  /** Seconds left on the cached token for these scopes (for tests and debug); undefined if none. */
-  tokenSecondsLeft(scopes: string[]): number | undefined {
-    const t = this.tokens.get(scopeKey(scopes));
-    return t ? (t.expiresAt - this.now()) / 1000 : undefined;
-  }
 }
 
 function scopeKey(scopes: string[]): string {
@@ -222,4 +218,3 @@ export function pushScope(repository: string): string {
   return `repository:${repository}:pull,push`;
 }
 
-export { headerValue };

@@ -6,6 +6,7 @@ import { BlobMismatchError, sha256, type Digest } from '../image/digest.js';
 import { MediaType } from '../image/mediatypes.js';
 import type { Progress } from '../progress/progress.js';
 import { pullScope, pushScope, type Authenticator } from './auth.js';
+import { findChallenge, parseChallenges } from './challenge.js';
 import { redactUrl, scrub } from './redact.js';
 import { SourceCursor } from './source-cursor.js';
 import {
@@ -180,7 +181,8 @@ export class RegistryClient {
         continue;
       }
       if (res.status !== 401 || !onRegistry) return res;
-      const detail = await this.errorDetail(res);
+      const problem = findChallenge(parseChallenges(res.headers['www-authenticate']), 'bearer')?.params.error;
+      const detail = (await this.errorDetail(res)) + (problem ? `; ${problem}` : '');
       const retry = round < 2 && (await this.auth.challenged(res.headers, scopes, this.where, authz));
       if (!retry) throw await this.auth.refusal(this.where, detail);
       if (req.body instanceof Readable) throw new AuthReplayNeeded('authorization expired during an upload');

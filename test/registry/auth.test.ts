@@ -230,6 +230,24 @@ describe('token auth', () => {
     await assert.rejects(push(reg.host, 'tok/anon', { env: { HOME: '/nonexistent' } }), isKind('auth', /requires authentication for .*tok\/anon|refused/));
   });
 
+  test('a user with pull-only access cannot push: auth error naming the missing scope', async () => {
+    const ro = await startRegistry({
+      auth: 'token',
+      users: { reader: 'r3ader-pw' },
+      tokenAccess: (_user, scope) => (scope.endsWith(':pull,push') || scope.endsWith(':pull') ? ['pull'] : []),
+    });
+    try {
+      const before = ro.tokenServer!.count;
+      await assert.rejects(
+        push(ro.host, 'ro/app', { username: 'reader', password: 'r3ader-pw' }),
+        isKind('auth', /refused the credentials for 127\.0\.0\.1:\d+\/ro\/app \(.*insufficient_scope\)/),
+      );
+      assert.equal(ro.tokenServer!.count - before, 1, 'no pointless token refreshes');
+    } finally {
+      await ro.stop();
+    }
+  });
+
   test('a wrong password is refused by the token server: auth error', async () => {
     await assert.rejects(
       push(reg.host, 'tok/app', { username: 'bob', password: 'wrong' }),
