@@ -55,7 +55,8 @@ export interface TestRegistry {
   certDir?: string;
   /** Root of the registry's filesystem storage (docker/registry/v2/... lives below). */
   storageDir: string;
-  /** Users accepted by basic/token auth. */
+  auth: 'none' | 'basic' | 'token';
+  /** Users accepted by basic/token auth (empty without auth). */
   users: Record<string, string>;
   /** The token server that the registry's challenge points at (token auth only). */
   tokenServer?: TokenServer;
@@ -116,7 +117,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   let tokenServer: TokenServer | undefined;
   try {
     const auth = opts.auth ?? 'none';
-    const users = { ...(opts.users ?? DEFAULT_USERS) };
+    const users = auth === 'none' ? {} : { ...(opts.users ?? DEFAULT_USERS) };
     const storageDir = path.join(dir, 'storage');
     await mkdir(storageDir);
 
@@ -235,7 +236,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
       };
 
       return {
-        host, url, storageDir, users, configFile, logFile, stop,
+        host, url, auth, storageDir, users, configFile, logFile, stop,
         ...(pki && certDir ? { caFile: pki.caFile, caPem: pki.caPem, certDir } : {}),
         ...(tokenServer ? { tokenServer } : {}),
         readLog: () => readFile(logFile, 'utf8'),

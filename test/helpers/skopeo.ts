@@ -19,7 +19,7 @@ export const SKOPEO_BINARY = '/usr/bin/skopeo';
 export function skopeoFlags(reg: TestRegistry, side: '' | 'src' | 'dest' = '', user?: string | null): string[] {
   const p = side === '' ? '--' : `--${side}-`;
   const flags = reg.certDir ? [`${p}cert-dir`, reg.certDir] : [`${p}tls-verify=false`];
-  const authOn = reg.tokenServer !== undefined || Object.keys(reg.users).length > 0;
+  const authOn = reg.auth !== 'none';
   const name = user === null ? undefined : (user ?? Object.keys(reg.users)[0]);
   if (authOn && name !== undefined) flags.push(`${p}creds`, `${name}:${reg.users[name] ?? ''}`);
   else flags.push(`${p}no-creds`);
