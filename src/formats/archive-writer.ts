@@ -224,12 +224,10 @@ export class ArchiveTarget implements Target {
   async abort(reason?: Error): Promise<void> {
     if (this.state === 'committed') return;
     this.fail(reason ?? new TarpushError('interrupted', `${this.where}: writing the archive was aborted`));
-    await new Promise<void>((resolve) => {
-      if (this.output.closed) resolve();
-      else this.output.once('close', () => resolve());
-    });
-    await releaseTemp(this.temp);
+    await this.removed;
   }
+
+  private removed?: Promise<void>;
 
   private fail(e: Error): void {
     if (this.failure) return;
@@ -237,7 +235,12 @@ export class ArchiveTarget implements Target {
     this.state = 'aborted';
     this.pack.destroy(e);
     this.output.destroy();
-    void releaseTemp(this.temp).catch(() => undefined);
+    // Removed only once the file is closed: a file stream still opening would otherwise
+    // create the file again after its removal.
+    this.removed = new Promise<void>((resolve) => {
+      if (this.output.closed) resolve();
+      else this.output.once('close', () => resolve());
+    }).then(() => releaseTemp(this.temp).catch(() => undefined));
   }
 
   private checkUsable(): void {

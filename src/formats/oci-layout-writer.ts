@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createTempPath, forgetTemp, releaseTemp } from '../archive/tempfiles.js';
@@ -131,6 +131,11 @@ export class OciLayoutTarget implements Target {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw inputError(layoutPath, `cannot be read (${(e as Error).message})`);
       }
       if (layout === undefined) {
+        // Never turn someone's unrelated directory into a layout by scattering files in it.
+        const present = (await readdir(this.dir)).filter((n) => !n.startsWith('.tmp-'));
+        if (present.length > 0) {
+          throw inputError(this.dir, 'is not empty and is not an OCI layout (no oci-layout file); give a new or empty directory');
+        }
         await writeAtomically(this.dir, layoutPath, Buffer.from(LAYOUT_FILE));
       } else {
         const json = parseJson(layout, layoutPath) as { imageLayoutVersion?: unknown };

@@ -235,6 +235,17 @@ describe('verifyImage', () => {
     assert.equal(ok.ok, true, JSON.stringify(ok.problems));
   });
 
+  it('warns (does not fail) about a foreign layer that is not included', async () => {
+    const local = await makeLayer({ a: 'a' });
+    const foreign = await makeLayer({ windows: 'base' });
+    const foreignDesc = { ...foreign.desc, mediaType: MediaType.dockerForeignLayer, urls: ['https://mcr.example/base'] };
+    const img = makeImage([{ ...foreign, desc: foreignDesc }, local], { format: 'docker' });
+    img.blobs.delete(foreign.desc.digest);
+    const report = await verifyImage(memoryContent(img.manifest.desc, img.blobs), { where: 'memory' });
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.match(report.warnings[0]!.problem, /foreign layer, fetched from https:\/\/mcr.example\/base/);
+  });
+
   it('verifies every root of a real layout in one report (regclient testrepo)', async () => {
     const dir = fileURLToPath(new URL('../../../testdata/regclient/testdata/testrepo', import.meta.url));
     const tree = new DirTree(dir);

@@ -208,7 +208,9 @@ describe('ArchiveTarget', () => {
     );
     await target.putBlob(a.layers[0]!.desc, () => memoryContent(a.layers[0]!.desc, a.blobs).open());
     assert.equal(await target.exists(a.layers[0]!.desc), true);
-    assert.equal(readdirSync(dir).length, 1); // the temp file
+    // The temp file beside the output (its open is asynchronous, so give it a moment on a busy machine).
+    for (let i = 0; i < 100 && readdirSync(dir).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(readdirSync(dir).length, 1);
     assert.ok(readdirSync(dir)[0]!.startsWith('.aborted.tar.tmp-'));
     await target.abort();
     await target.abort();

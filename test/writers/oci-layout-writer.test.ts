@@ -167,6 +167,14 @@ describe('OciLayoutTarget', () => {
     assert.deepEqual(tmpLeftovers(dir), []);
   });
 
+  it('refuses to turn a non-empty directory that is not a layout into one', async () => {
+    const dir = newDir();
+    writeFileSync(join(dir, 'notes.txt'), 'mine');
+    const img = makeImage([await makeLayer({ a: 'a' })]);
+    await assert.rejects(pushImage(new OciLayoutTarget(dir), img, 'v1'), /is not empty and is not an OCI layout/);
+    assert.deepEqual(readdirSync(dir), ['notes.txt']);
+  });
+
   it('refuses manifest bytes that do not match the descriptor', async () => {
     const dir = newDir();
     const img = makeImage([await makeLayer({ a: 'a' })]);
