@@ -30,7 +30,11 @@ function fail(message, code = 1) {
 
 function run(cmd, args) {
   process.stderr.write(`test: running ${[cmd, ...args].join(' ')}\n`);
-  const r = spawnSync(cmd, args, { stdio: 'inherit' });
+  // stdout of the steps goes to stderr: stdout is left to the test runner's report.
+  const r = spawnSync(cmd, args, {
+    stdio: ['ignore', process.stderr, 'inherit'],
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
   if (r.error) fail(`${cmd}: ${r.error.message}`);
   return r.status ?? 1;
 }
