@@ -200,10 +200,18 @@ export async function runCredentialHelper(
     let err = '';
     let timedOut = false;
     let settled = false;
-    const child = spawn(program, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // Own process group, so a helper that hangs is killed together with whatever it started.
+    const child = spawn(program, ['get'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+      child.stdout.destroy();
+      child.stderr.destroy();
+      finish({ code: null });
     }, timeoutMs);
     const finish = (r: { code: number | null; error?: Error }): void => {
       if (settled) return;

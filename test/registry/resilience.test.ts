@@ -57,6 +57,7 @@ test('retries injected 500s and 429 (honouring Retry-After) and reports each ret
     assert.equal(await c.headBlob(desc.digest), undefined);
     assert.equal(proxy.stats({ method: 'HEAD' }).requests, 3);
     assert.equal(reporter.lines.filter((l) => /HEAD .* got 500; retry/.test(l)).length, 2);
+    assert.ok(reporter.lines.some((l) => /does not speak TLS; using plain HTTP/.test(l)), 'loopback fell back to HTTP');
 
     proxy.addRule({ method: 'POST', times: 1, action: { kind: 'status', status: 429, retryAfter: 1 } });
     const t0 = Date.now();
@@ -120,13 +121,15 @@ test('a download that breaks resumes with a Range request and yields one seamles
   }
 });
 
-test('an upload recovers within the run from a 500 on a chunk', async () => {
+test('an upload recovers within the run from a 500 and a 416 on chunks', async () => {
   const c = client('up/500');
   const { desc, open } = layerOf(300_000);
   const progress = new RecordingProgress();
   try {
     proxy.addRule({ method: 'PATCH', times: 1, action: { kind: 'status', status: 500 } });
+    proxy.addRule({ method: 'PATCH', times: 1, action: { kind: 'status', status: 416 } });
     const r = await c.uploadBlob(desc, open, progress);
+    assert.equal(proxy.stats({ method: 'GET', path: /uploads/ }).requests, 2, 'asked for the status after each failure');
     assert.equal(r.how, 'uploaded');
     assert.notEqual(await c.headBlob(desc.digest), undefined);
     assert.equal(progress.sent, 300_000);

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { test } from 'node:test';
+import { parseUploadRange } from '../../src/registry/client.js';
+import { redactUrl, scrub } from '../../src/registry/redact.js';
+import { SourceCursor } from '../../src/registry/source-cursor.js';
+import { isLoopbackHost, parseRetryAfter } from '../../src/registry/transport.js';
+
+test('parseRetryAfter: seconds, HTTP dates, garbage', () => {
+  const now = Date.parse('Sat, 28 Nov 2026 20:00:00 GMT');
+  assert.equal(parseRetryAfter('3', now), 3000);
+  assert.equal(parseRetryAfter(['0'], now), 0);
+  assert.equal(parseRetryAfter('Sat, 28 Nov 2026 20:00:05 GMT', now), 5000);
+  assert.equal(parseRetryAfter('Sat, 28 Nov 2026 19:00:00 GMT', now), 0);
+  assert.equal(parseRetryAfter('soon', now), undefined);
+  assert.equal(parseRetryAfter(undefined, now), undefined);
+});
+
+test('isLoopbackHost', () => {
+  for (const h of ['localhost', 'localhost:5000', '127.0.0.1:5000', '127.1.2.3', '[::1]:5000', '[::1]']) assert.ok(isLoopbackHost(h), h);
+  for (const h of ['registry.example', '10.0.0.1:5000', '128.0.0.1', 'localhost.example:5000', '[::2]:5000']) assert.ok(!isLoopbackHost(h), h);
+});
+
+test('parseUploadRange', () => {
+  assert.equal(parseUploadRange('0-1023'), 1024);
+  assert.equal(parseUploadRange('bytes=0-99'), 100);
+  assert.equal(parseUploadRange('0-0'), 0);
+  assert.equal(parseUploadRange(undefined), undefined);
+  assert.equal(parseUploadRange('nonsense'), undefined);
+});
+
+test('redactUrl hides credentials and signatures but keeps what helps debugging', () => {
+  const u = redactUrl('https://user:pw@s3.example/bucket/blob?X-Amz-Signature=abc123&X-Amz-Credential=AKIA&digest=sha256:1');
+  assert.ok(!u.includes('pw'));
+  assert.ok(!u.includes('abc123'));
+  assert.ok(!u.includes('AKIA'));
+  assert.match(u, /digest=sha256%3A1|digest=sha256:1/);
+  assert.ok(!redactUrl('https://r/v2/x/blobs/uploads/u?_state=LONGSTATE').includes('LONGSTATE'));
+  assert.equal(scrub('token abcdef and abcdef', ['abcdef']), 'token [redacted] and [redacted]');
+});
+
+test('SourceCursor replays the last chunk from memory and reopens only to go further back', async () => {
+  const data = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
+  const cursor = new SourceCursor(async () => Readable.from([data.subarray(0, 333), data.subarray(333, 700), data.subarray(700)]));
+  assert.ok((await cursor.read(100)).equals(data.subarray(0, 100)));
+  assert.ok((await cursor.read(300)).equals(data.subarray(100, 400)));
+  await cursor.seek(150); // inside the held chunk: no reopen
+  assert.ok((await cursor.read(50)).equals(data.subarray(150, 200)));
+  assert.ok((await cursor.read(400)).equals(data.subarray(200, 600)));
+  assert.equal(cursor.opens, 1);
+  await cursor.seek(10); // before the held chunk: reopen and skip
+  assert.equal(cursor.opens, 2);
+  assert.ok((await cursor.read(20)).equals(data.subarray(10, 30)));
+  await cursor.seek(900); // forward: skip
+  assert.ok((await cursor.read(500)).equals(data.subarray(900)));
+  assert.equal(await cursor.finish(), 0);
+  cursor.close();
+});
