@@ -35,6 +35,7 @@ export async function checkLayoutTree(
   }
 
   const referenced = await referencedBlobs(tree, findings);
+  const from = tree.has('manifest.json') ? 'index.json or manifest.json' : 'index.json';
   const files = tree.files().filter((f) => f.startsWith('blobs/'));
   const present = new Set<string>();
   await Promise.all(
@@ -46,7 +47,7 @@ export async function checkLayoutTree(
         return;
       }
       present.add(digest);
-      if (!referenced.has(digest)) findings.warning(`unreferenced blob ${digest} (not reachable from index.json)`, { digest, path });
+      if (!referenced.has(digest)) findings.warning(`unreferenced blob ${digest} (not reachable from ${from})`, { digest, path });
       if (ctx.touched.has(digest)) return;
       await ctx.limiter.run(async () => {
         const progress = ctx.reporter?.start(parseDigest(digest).hex.slice(0, 12), 'hashing', tree.size(path));

@@ -133,7 +133,9 @@ class Verifier {
   private async checkImage(doc: ParsedDocument & { kind: 'manifest' }, children: Content[], label: string): Promise<void> {
     const { config, layers } = doc.manifest;
     const isImage = IMAGE_CONFIG_TYPES.has(config.mediaType);
-    const configJob = isImage ? this.config(children[0]!, config, `${label}: config`) : this.blobOnly(children[0]!, config, `${label}: config`).then(() => undefined);
+    const configJob = isImage
+      ? this.config(children[0]!, config, `${label}: config ${config.digest}`)
+      : this.blobOnly(children[0]!, config, `${label}: config`).then(() => undefined);
     const layerJobs = layers.map((layer, i) => this.layer(children[i + 1]!, layer, isImage));
     const [imageConfig, outcomes] = await Promise.all([configJob, Promise.all(layerJobs)]);
     if (!isImage || !imageConfig) return;
@@ -181,7 +183,7 @@ class Verifier {
         try {
           return parseConfig(bytes, label);
         } catch (e) {
-          this.findings.problem(`${label} ${desc.digest} does not parse: ${stripPrefix(describeFailure(e), label)}`, { digest: desc.digest });
+          this.findings.problem(`${label} does not parse: ${stripPrefix(describeFailure(e), label)}`, { digest: desc.digest });
           return undefined;
         }
       })();

@@ -200,6 +200,22 @@ describe('verifyImage', () => {
     assertOnlyProblems(rootReport, [/unknown media type "text\/plain"/]);
   });
 
+  it('names a config that does not parse', async () => {
+    const layer = await makeLayer({ a: 'a' });
+    const configBytes = Buffer.from('{"rootfs": ');
+    const config = descOf(MediaType.ociConfig, configBytes);
+    const manifestBytes = serialiseManifest({ mediaType: MediaType.ociManifest, config, layers: [layer.desc] });
+    const manifest = descOf(MediaType.ociManifest, manifestBytes);
+    const blobs = new Map([
+      [manifest.digest, manifestBytes],
+      [config.digest, configBytes],
+      [layer.desc.digest, layer.bytes],
+    ]);
+    const report = await verifyImage(memoryContent(manifest, blobs), { where: 'memory' });
+    assertOnlyProblems(report, [new RegExp(`config ${config.digest} does not parse: is not valid JSON`)]);
+    assert.equal(report.checked.layers, 1);
+  });
+
   it('sniffs layers with unknown media types and checks their diff_ids', async () => {
     const good = await makeLayer({ a: 'sniff me' }, 'gzip');
     const custom = { ...good, desc: { ...good.desc, mediaType: 'application/vnd.example.layer.v1+custom' } };
