@@ -117,7 +117,7 @@ export class Authenticator {
     if (c.kind === 'anonymous') {
       return new TarpushError(
         'auth',
-        `${this.registry} requires authentication for ${repo} (no credentials found; use --username/--password or docker login)`,
+        `${this.registry} requires authentication for ${repo} (no credentials found; use --username with --password-stdin, or docker login)`,
       );
     }
     return new TarpushError('auth', `${this.registry} refused the credentials for ${repo} (${detail})`);
@@ -177,7 +177,7 @@ export class Authenticator {
       if (c.kind === 'anonymous') {
         throw new TarpushError(
           'auth',
-          `${this.registry} requires authentication for ${repo} (no credentials found; use --username/--password or docker login)`,
+          `${this.registry} requires authentication for ${repo} (no credentials found; use --username with --password-stdin, or docker login)`,
         );
       }
       throw new TarpushError('auth', `${this.registry} refused the credentials for ${repo} (token server answered ${res.status})`);

@@ -194,7 +194,7 @@ export class Transport {
     if (opts.insecure) tls.rejectUnauthorized = false;
     if (opts.caFile) tls.ca = readFileOrFail(opts.caFile, 'CA file');
     if (opts.certFile || opts.keyFile) {
-      if (!opts.certFile || !opts.keyFile) throw new TarpushError('usage', 'a client certificate needs both --cert-file and --key-file');
+      if (!opts.certFile || !opts.keyFile) throw new TarpushError('usage', 'a client certificate needs both --cert and --key');
       tls.cert = readFileOrFail(opts.certFile, 'client certificate');
       tls.key = readFileOrFail(opts.keyFile, 'client key');
     }
