@@ -99,7 +99,6 @@ export class ArchiveTarget implements Target {
     const known = this.blobs.get(desc.digest);
     if (known) {
       await known.done;
-      progress?.done('exists');
       return;
     }
     const name = this.blobName(desc.digest);
@@ -115,10 +114,8 @@ export class ArchiveTarget implements Target {
     } catch (e) {
       // Only a failure before the entry started leaves the archive usable; then a retry may try again.
       if (!this.failure) this.blobs.delete(desc.digest);
-      progress?.fail();
       throw e;
     }
-    progress?.done();
   }
 
   /**
@@ -177,9 +174,15 @@ export class ArchiveTarget implements Target {
     this.roots.push(entry);
   }
 
-  /** Adds an image to manifest.json (docker load); a RepoTag moves from any older entry to this one. */
-  addDockerImage(_manifest: Descriptor, config: Descriptor, layers: Descriptor[], repoTags: string[]): void {
+  /**
+   * Adds an image to manifest.json (docker load); a RepoTag moves from any older entry to this one.
+   * Returns false, adding nothing, for an image with foreign layers (fetched from their URLs, so
+   * not in the archive): docker load could not load it.
+   */
+  addDockerImage(_manifest: Descriptor, config: Descriptor, layers: Descriptor[], repoTags: string[]): boolean {
+    if (layers.some((l) => l.urls?.length || l.mediaType === MediaType.dockerForeignLayer)) return false;
     this.addDockerEntry({ configDigest: config.digest, layerDigests: layers.map((l) => l.digest), repoTags });
+    return true;
   }
 
   /** Writes index.json, manifest.json and repositories, ends the tar and renames it into place. */

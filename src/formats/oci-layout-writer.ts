@@ -42,7 +42,6 @@ export class OciLayoutTarget implements Target {
     const running = this.inFlight.get(desc.digest);
     if (running) {
       await running;
-      progress?.done('exists');
       return;
     }
     const job = this.writeBlob(desc, open, progress);
@@ -57,7 +56,6 @@ export class OciLayoutTarget implements Target {
   private async writeBlob(desc: Descriptor, open: () => Promise<Readable>, progress?: Progress): Promise<void> {
     await this.init();
     if (await this.exists(desc)) {
-      progress?.done('exists');
       return;
     }
     const dir = await this.blobDir(desc.digest);
@@ -71,10 +69,8 @@ export class OciLayoutTarget implements Target {
       if (size !== desc.size) throw inputError(this.where, `blob ${desc.digest}: got ${size} bytes where ${desc.size} were expected`);
       await rename(tmp, final);
       forgetTemp(tmp);
-      progress?.done();
     } catch (e) {
       await releaseTemp(tmp);
-      progress?.fail();
       throw e;
     }
   }

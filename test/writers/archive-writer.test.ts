@@ -162,6 +162,16 @@ describe('ArchiveTarget', () => {
     assert.equal(JSON.parse(skopeo('inspect', `oci-archive:${out}:late`)).Digest, a.manifest.desc.digest);
   });
 
+  it('leaves images with foreign layers out of manifest.json', async () => {
+    const dir = newDir();
+    const { a } = await twoImagesSharingALayer();
+    const target = new ArchiveTarget(join(dir, 'win.tar'));
+    const foreign = { ...a.layers[0]!.desc, mediaType: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', urls: ['https://mcr.example/x'] };
+    assert.equal(target.addDockerImage(a.manifest.desc, a.config.desc, [foreign, a.layers[1]!.desc], ['x/win:1']), false);
+    assert.equal(target.addDockerImage(a.manifest.desc, a.config.desc, a.layers.map((l) => l.desc), ['x/a:1']), true);
+    await target.abort();
+  });
+
   it('refuses to commit a manifest.json that points at blobs never written', async () => {
     const dir = newDir();
     const { a } = await twoImagesSharingALayer();
