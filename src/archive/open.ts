@@ -161,7 +161,14 @@ function spoolError(e: unknown, where: string, spool: string): TarpushError {
   if (e instanceof TarpushError) return e;
   const err = e as NodeJS.ErrnoException;
   if (err.path === spool || err.code === 'ENOSPC' || err.code === 'EDQUOT') {
-    const problem = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'no space left' : (err.code ?? err.message);
+    const problem =
+      err.code === 'ENOSPC' || err.code === 'EDQUOT'
+        ? 'no space left'
+        : err.code === 'ENOENT' || err.code === 'ENOTDIR'
+          ? 'no such directory'
+          : err.code === 'EACCES' || err.code === 'EPERM'
+            ? 'permission denied'
+            : (err.code ?? err.message);
     return new TarpushError(
       'input',
       `${where}: cannot spool the decompressed archive to ${dirname(spool)}: ${problem} (choose another temp directory)`,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -190,6 +190,28 @@ describe('openTree on tar files', () => {
     await inputFailure(openTree(empty), `${empty}: is empty (0 bytes)`);
     const bz = file(compressWith('bzip2', readFileSync(TEST_LINK)), 'a.tar.bz2');
     await inputFailure(openTree(bz), /a\.tar\.bz2: bzip2-compressed archives are not supported/);
+  });
+
+  it('names the temp directory when the spool cannot be created', async () => {
+    const gz = file(gzipSync(readFileSync(TEST_LINK)), 'fine.tar.gz');
+    const nowhere = join(work, 'no-such-dir');
+    await inputFailure(
+      openTree(gz, { tmpdir: nowhere }),
+      `${gz}: cannot spool the decompressed archive to ${nowhere}: no such directory (choose another temp directory)`,
+    );
+  });
+
+  it('reads a FIFO once, like stdin', async () => {
+    const fifo = join(work, 'pipe.tar.xz');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const writer = createWriteStream(fifo);
+    writer.end(readFileSync(TWO_IMAGES_XZ));
+    await withTree(await openTree(fifo, { tmpdir: spools }), async (tree) => {
+      assert.equal(tree.compression, 'xz');
+      assert.equal(tree.where, fifo);
+      assert.equal(tree.files().length, 10);
+    });
+    assert.deepEqual(listDir(spools), []);
   });
 
   it('refuses archives with unsafe names', async () => {
