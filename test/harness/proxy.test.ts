@@ -165,6 +165,58 @@ describe('fault proxy', () => {
     assert.match(await poisoned.text(), /BLOB_UPLOAD_INVALID/);
   });
 
+  it('holds a request so a client can be killed between whole requests, and resumes', async () => {
+    const data = randomBytes(400_000);
+    const chunk = 100_000;
+    const start = await fetch(`${proxy.url}/v2/harness/held/blobs/uploads/`, { method: 'POST', dispatcher });
+    await start.arrayBuffer();
+    let location = start.headers.get('location')!;
+    proxy.resetCounters();
+    const passed = proxy.addRule({ method: 'PATCH', times: 2, action: { kind: 'pass' } });
+    proxy.addRule({ method: 'PATCH', action: { kind: 'hold' } });
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(location, { method: 'PATCH', body: data.subarray(i * chunk, (i + 1) * chunk), dispatcher });
+      await res.arrayBuffer();
+      assert.equal(res.status, 202);
+      location = res.headers.get('location')!;
+    }
+    assert.equal(passed.hits, 2);
+    // The third PATCH is held; the "client" dies while it waits.
+    const abort = new AbortController();
+    const third = fetch(location, { method: 'PATCH', body: data.subarray(2 * chunk, 3 * chunk), dispatcher, signal: abort.signal });
+    const heldRecord = await proxy.waitFor({ method: 'PATCH', fault: 'hold' }, 5000);
+    assert.equal(heldRecord.requestBytes, 0);
+    abort.abort();
+    await assert.rejects(third);
+    proxy.clearRules();
+
+    // A new client asks where the upload stands and goes on from there.
+    const status = await fetch(location, { dispatcher });
+    await status.arrayBuffer();
+    assert.equal(status.status, 204);
+    assert.equal(status.headers.get('range'), `0-${2 * chunk - 1}`);
+    const rest = await fetch(status.headers.get('location')!, { method: 'PATCH', body: data.subarray(2 * chunk), dispatcher });
+    await rest.arrayBuffer();
+    assert.equal(rest.status, 202);
+    const put = new URL(rest.headers.get('location')!);
+    put.searchParams.set('digest', sha256Digest(data));
+    const done = await fetch(put, { method: 'PUT', dispatcher });
+    await done.arrayBuffer();
+    assert.equal(done.status, 201);
+    assert.equal(proxy.stats({ method: ['PATCH', 'PUT'] }).requestBytes, data.length);
+  });
+
+  it('forwards held requests on releaseHeld()', async () => {
+    proxy.addRule({ path: /^\/v2\/$/, times: 1, action: { kind: 'hold' } });
+    const pending = fetch(`${proxy.url}/v2/`, { dispatcher });
+    await proxy.waitFor({ path: /^\/v2\/$/, fault: 'hold' }, 5000);
+    proxy.releaseHeld();
+    const res = await pending;
+    await res.arrayBuffer();
+    assert.equal(res.status, 200);
+    await assert.rejects(proxy.waitFor({ method: 'DELETE' }, 100), /no DELETE request/);
+  });
+
   it('flips one byte of a response body', async () => {
     proxy.addRule({ method: 'GET', path: /\/blobs\//, times: 1, action: { kind: 'corrupt-response', offset: 100_000 } });
     const res = await fetch(blobUrl(), { dispatcher });

@@ -28,7 +28,15 @@ export type FaultAction =
   /** Wait `ms`, then forward normally. */
   | { kind: 'delay'; ms: number }
   /** Forward the response with one body byte (at `offset`, default 0) XORed with 0xff. */
-  | { kind: 'corrupt-response'; offset?: number };
+  | { kind: 'corrupt-response'; offset?: number }
+  /** Forward normally; with `times`, lets the first N matching requests through before later rules. */
+  | { kind: 'pass' }
+  /**
+   * Keep the request (body unread, nothing forwarded, no answer) until the
+   * client goes away or `releaseHeld()`. Kill a client while the proxy holds
+   * its request and the registry has seen only whole, acknowledged requests.
+   */
+  | { kind: 'hold' };
 
 export interface FaultRule {
   /** HTTP method to match (case-insensitive); any when absent. */
@@ -85,6 +93,13 @@ export interface FaultProxy {
   stats(filter?: ProxyFilter): ProxyStats;
   /** Forgets the log (counters restart from zero). */
   resetCounters(): void;
+  /**
+   * Resolves with the first request (already seen or still to come) matching
+   * `filter` — and `fault`, when given — e.g. `waitFor({ method: 'PATCH', fault: 'hold' })`.
+   */
+  waitFor(filter: ProxyFilter & { fault?: FaultAction['kind'] }, timeoutMs?: number): Promise<ProxyRecord>;
+  /** Forwards the requests held by a `hold` rule (those whose client is still there). */
+  releaseHeld(): void;
   stop(): Promise<void>;
 }
 
@@ -176,6 +191,12 @@ export async function startProxy(upstream: ProxyUpstream): Promise<FaultProxy> {
   const rules: { rule: FaultRule; hits: number; removed: boolean }[] = [];
   let log: ProxyRecord[] = [];
   let proxyUrl = '';
+  const held = new Set<{ release: () => void }>();
+  type Waiter = { test: (r: ProxyRecord) => boolean; resolve: (r: ProxyRecord) => void };
+  const waiters = new Set<Waiter>();
+  const notify = (record: ProxyRecord) => {
+    for (const w of waiters) if (w.test(record)) { waiters.delete(w); w.resolve(record); }
+  };
 
   const rewriteLocation = (location: string): string => {
     for (const origin of upstreamOrigins) {
@@ -260,6 +281,7 @@ export async function startProxy(upstream: ProxyUpstream): Promise<FaultProxy> {
     log.push(record);
     const action = pickRule(method, record.path);
     if (action) record.fault = action.kind;
+    if (action?.kind !== 'hold') notify(record);
 
     if (action?.kind === 'status') {
       req.on('data', (c: Buffer) => { record.requestBytes += c.length; });
@@ -272,6 +294,14 @@ export async function startProxy(upstream: ProxyUpstream): Promise<FaultProxy> {
         res.writeHead(action.status, headers);
         res.end(method === 'HEAD' ? undefined : body);
       });
+      return;
+    }
+    if (action?.kind === 'hold') {
+      req.pause();
+      const entry = { release: () => { held.delete(entry); req.resume(); forward(req, res, record, undefined); } };
+      held.add(entry);
+      res.on('close', () => held.delete(entry));
+      notify(record);
       return;
     }
     if (action?.kind === 'delay') {
@@ -311,6 +341,20 @@ export async function startProxy(upstream: ProxyUpstream): Promise<FaultProxy> {
       };
     },
     resetCounters() { log = []; },
+    waitFor(filter, timeoutMs = 30_000) {
+      const test = (r: ProxyRecord) => matches(filter, r) && (filter.fault === undefined || r.fault === filter.fault);
+      const seen = log.find(test);
+      if (seen) return Promise.resolve(seen);
+      return new Promise<ProxyRecord>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(`fault proxy: no ${filter.method ?? ''} request matching ${filter.path ?? 'any path'} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const waiter: Waiter = { test, resolve: (r) => { clearTimeout(timer); resolve(r); } };
+        waiters.add(waiter);
+      });
+    },
+    releaseHeld() { for (const h of [...held]) h.release(); },
     stop() {
       stopped ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
