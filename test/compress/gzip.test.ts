@@ -179,6 +179,29 @@ describe('deterministic gzip', () => {
     assert.equal(d.uncompressedSize, 6);
   });
 
+  test('destroying a stream with blocks in flight leaves nothing dangling', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const gz = createGzipStream({ pool: pool(2) });
+      const errors: unknown[] = [];
+      gz.on('error', (e) => errors.push(e));
+      gz.resume();
+      gz.write(mixedData(6 * MiB, 13));
+      await new Promise((r) => setTimeout(r, 20));
+      gz.destroy();
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(unhandled, []);
+      assert.deepEqual(errors, []);
+      // The shared-by-test pool still works afterwards.
+      const out = await gzip([Buffer.from('still fine')], { pool: pool(2) });
+      assert.equal(gunzipSync(out).toString(), 'still fine');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   test('an input error rejects gzipDescribe', async () => {
     const input = new Readable({
       read() {

@@ -61,6 +61,17 @@ describe('worker pool', () => {
     }
   });
 
+  test('a failing job rejects with a one-line error and the pool keeps working', async () => {
+    const pool = new WorkerPool(1);
+    try {
+      await assert.rejects(pool.run({ block: Buffer.from('abc'), final: true, level: 42 }), /compression worker failed/);
+      const ok = await pool.run({ block: Buffer.from('abc'), final: true, level: 1 });
+      assert.ok(ok.output.equals(reference(Buffer.from('abc'), undefined, true, 1)));
+    } finally {
+      await pool.close();
+    }
+  });
+
   test('close rejects queued work and later runs', async () => {
     const pool = new WorkerPool(1);
     const data = mixedData(4 * 1024 * 1024, 12);
