@@ -86,21 +86,20 @@ export class Authenticator {
     const basic = findChallenge(challenges, 'basic');
     const c = await this.credentials();
     if (bearer && bearer.params.realm) {
-      const wasBearer = this.mode === 'bearer';
       this.mode = 'bearer';
       this.bearer = bearer;
+      // First contact (or Basic sent to a token registry): get a token.
+      if (!sentHeader?.startsWith('Bearer ')) return true;
+      // A new token will not grant more than the last one did.
+      if (bearer.params.error === 'insufficient_scope') return false;
       const key = scopeKey(scopes);
       const cached = this.tokens.get(key);
-      // A fresh token will not grant more than the last one did.
-      if (bearer.params.error === 'insufficient_scope' && sentHeader?.startsWith('Bearer ')) return false;
-      if (wasBearer && sentHeader && cached && sentHeader === `Bearer ${cached.token}`) {
-        // The registry refused a token we thought valid (expired early, revoked): get a new one once.
-        this.tokens.delete(key);
-        this.transport.debug(`${this.registry} refused the cached token for ${key}; requesting a new one`);
-        return true;
-      }
-      if (sentHeader?.startsWith('Bearer ')) return false;
+      // Another request already replaced the refused token: retry with the new one.
+      if (cached && sentHeader !== `Bearer ${cached.token}`) return true;
+      // Refused although we thought it valid (expired early, revoked): fetch a new one. The
+      // caller bounds how often a request may go round this.
       this.tokens.delete(key);
+      this.transport.debug(`${this.registry} refused the token for ${key}; requesting a new one`);
       return true;
     }
     if (basic) {

@@ -71,6 +71,9 @@ interface UploadSession {
   offset: number;
 }
 
+/** Upload errors after which the upload session is kept for a later run. */
+const keepSession = new WeakSet<Error>();
+
 /** A request whose stream body was consumed before the registry asked for new authorization. */
 class AuthReplayNeeded extends Error {}
 
@@ -450,6 +453,7 @@ export class RegistryClient {
       await cursor.seek(offset);
       for (;;) {
         try {
+          if (cursor.position !== offset) await cursor.seek(offset);
           const chunk = this.chunkSize;
           if (offset === 0 && desc.size <= chunk) {
             // Monolithic: the whole (small) blob in the final PUT.
@@ -478,7 +482,8 @@ export class RegistryClient {
           await this.finishUpload(location, desc.digest, Buffer.alloc(0), progress, () => {});
           break;
         } catch (e) {
-          if (!this.recoverable(e) || ++failures > MAX_TRANSFER_FAILURES) throw e;
+          if (!this.recoverable(e)) throw e;
+          if (++failures > MAX_TRANSFER_FAILURES) throw this.exhausted(e, desc.digest);
           const delay = this.backoff(failures);
           this.transport.debug(`upload of ${desc.digest} interrupted at byte ${offset} (${describe(e)}); checking its status in ${delay} ms`);
           await sleep(delay);
@@ -511,7 +516,7 @@ export class RegistryClient {
       }
       // A registry that refused the upload will not take the rest of it later either; anything
       // else (network, the source, an interruption) leaves the session for the next run.
-      if (e instanceof TarpushError && (e.kind === 'registry' || e.kind === 'auth')) {
+      if (e instanceof TarpushError && (e.kind === 'registry' || e.kind === 'auth') && !keepSession.has(e)) {
         await abandon();
       }
       throw e;
@@ -519,6 +524,20 @@ export class RegistryClient {
     cursor.close();
     if (state) await state.remove(...key);
     return { how: 'uploaded', bytesSent, resumedFrom };
+  }
+
+  /** The error to report when an upload keeps failing in ways it normally recovers from. */
+  private exhausted(e: unknown, digest: Digest): unknown {
+    if (e instanceof RecoverableStatus) {
+      const err = new TarpushError('registry', `${this.where}: uploading blob ${digest}: HTTP ${e.status} (retries exhausted)`);
+      // The session may well survive the registry's bad moment: keep it for the next run.
+      keepSession.add(err);
+      return err;
+    }
+    if (e instanceof AuthReplayNeeded) {
+      return new TarpushError('auth', `${this.registry} kept refusing new tokens for ${this.where} during the upload of ${digest}`);
+    }
+    return e;
   }
 
   private recoverable(e: unknown): boolean {

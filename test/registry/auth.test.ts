@@ -211,6 +211,39 @@ describe('token auth', () => {
     assert.equal(ts.count - before, 2, 'one token at the start, one after the 401');
   });
 
+  test('parallel uploads share token refreshes when the registry refuses a token', async () => {
+    const ts = reg.tokenServer!;
+    const challenge = `Bearer realm="${ts.realm}",service="${ts.service}",scope="repository:tok/par:pull,push",error="invalid_token"`;
+    const client = openRegistry(parseReference(`${proxy.host}/tok/par`), {
+      username: 'bob', password: 'b0b-secret-pw', stateDir: state.path, access: 'push', chunkSize: 32 * 1024, retryBaseMs: 10,
+    });
+    const img = makeImage([100_000, 90_000, 80_000, 70_000, 60_000, 50_000]);
+    const target = new RegistryTarget(client);
+    const before = ts.count;
+    const rule = proxy.addRule({
+      method: 'PATCH',
+      times: 3,
+      action: { kind: 'status', status: 401, headers: { 'www-authenticate': challenge }, body: '{"errors":[{"code":"UNAUTHORIZED","message":"expired"}]}' },
+    });
+    try {
+      const { contentFromDescriptor } = await import('../../src/image/content.js');
+      const { sha256 } = await import('../../src/image/digest.js');
+      await Promise.all(
+        img.layers.map((l) => {
+          const desc = { mediaType: 'application/vnd.oci.image.layer.v1.tar', size: l.length, digest: sha256(l) };
+          const node = contentFromDescriptor(desc, img.reader);
+          return target.putBlob(desc, () => node.open());
+        }),
+      );
+      assert.equal(rule.hits, 3);
+      for (const l of img.layers) assert.ok((await client.headBlob(sha256(l))) === l.length);
+    } finally {
+      rule.remove();
+      await target.close();
+    }
+    assert.ok(ts.count - before <= 4, `${ts.count - before} token requests`);
+  });
+
   test('identity tokens use the OAuth2 refresh_token grant', async () => {
     const ts = reg.tokenServer!;
     const res = await fetch(ts.realm, {

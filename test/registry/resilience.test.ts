@@ -139,6 +139,27 @@ test('an upload recovers within the run from a 500 and a 416 on chunks', async (
   }
 });
 
+test('an upload that keeps failing gives up with a registry error and keeps its session', async () => {
+  const c = client('up/503');
+  const { desc, open } = layerOf(3 * CHUNK);
+  try {
+    proxy.addRule({ method: 'PATCH', action: { kind: 'status', status: 503 } });
+    await assert.rejects(c.uploadBlob(desc, open), (e: unknown) => {
+      assert.ok(e instanceof TarpushError);
+      assert.equal(e.kind, 'registry');
+      assert.match(e.message, /up\/503: uploading blob sha256:[0-9a-f]{64}: HTTP 503 \(retries exhausted\)$/);
+      return true;
+    });
+    assert.equal(proxy.stats({ method: 'PATCH' }).requests, 6);
+    assert.equal((await readdir(state.path)).length, 1);
+    proxy.clearRules();
+    await c.uploadBlob(desc, open);
+    assert.deepEqual(await readdir(state.path), []);
+  } finally {
+    await c.close();
+  }
+});
+
 test('when the registry drops a broken upload session the upload starts over and completes', async () => {
   // distribution 2.8 cancels a session whose PATCH broke mid-body (its size no longer matches).
   const c = client('up/restart');
