@@ -53,11 +53,11 @@ export class NotATarError extends TarpushError {
  * escape the archive. Returns '' for the archive root itself (`./`).
  */
 export function normaliseEntryName(raw: string, where: string): string {
-  if (raw.startsWith('/')) throw inputError(where, `unsafe entry name ${raw} (absolute path)`);
+  if (raw.startsWith('/')) throw inputError(where, `unsafe entry name ${shown(raw)} (absolute path)`);
   const parts: string[] = [];
   for (const part of raw.split('/')) {
     if (part === '' || part === '.') continue;
-    if (part === '..') throw inputError(where, `unsafe entry name ${raw} (path traversal)`);
+    if (part === '..') throw inputError(where, `unsafe entry name ${shown(raw)} (path traversal)`);
     parts.push(part);
   }
   return parts.join('/');
@@ -99,6 +99,7 @@ export class TarIndex {
     let r = this.resolved.get(name);
     if (!r) {
       r = this.walk(name);
+      if ('problem' in r) r = { problem: shown(r.problem) };
       this.resolved.set(name, r);
     }
     return r;
@@ -275,7 +276,7 @@ async function readEntries(reader: BlockReader, fileSize: number, where: string)
     const dataSize = HEADER_ONLY_TYPES.has(h.typeflag) ? 0 : size;
     const name = normaliseEntryName(rawName, where);
     if (bodyOffset + dataSize > fileSize) {
-      throw inputError(where, `truncated: entry ${name || rawName} needs ${bodyOffset + dataSize - fileSize} bytes beyond the end of the file`);
+      throw inputError(where, `truncated: entry ${shown(name || rawName)} needs ${bodyOffset + dataSize - fileSize} bytes beyond the end of the file`);
     }
     if (name !== '') {
       const entry: TarEntry = {
@@ -408,6 +409,14 @@ function parsePax(body: Buffer, pos: number, where: string): Extended {
     i += length;
   }
   return out;
+}
+
+/**
+ * Entry names are attacker-controlled bytes; messages must stay one line, so names with control
+ * characters are shown JSON-escaped.
+ */
+export function shown(text: string): string {
+  return /[\u0000-\u001f\u007f]/.test(text) ? JSON.stringify(text) : text;
 }
 
 function cString(buf: Buffer): string {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -252,6 +252,15 @@ describe('openTree on tar files', () => {
       assert.equal(tree.has('gone'), false);
       assert.equal(tree.size('gone'), undefined);
       assert.deepEqual(tree.files(), ['data.bin', 'alias', 'empty']);
+    });
+  });
+
+  it('turns read failures into one-line errors naming archive and entry', async () => {
+    const path = file(await packTar([{ name: 'layer.tar', data: 'bytes' }]));
+    await withTree(await openTree(path), async (tree) => {
+      rmSync(path);
+      await inputFailure(text(tree.open('layer.tar')), `${path}: layer.tar: read failed (ENOENT)`);
+      await inputFailure(tree.read('layer.tar'), `${path}: layer.tar: read failed (ENOENT)`);
     });
   });
 });

@@ -233,6 +233,8 @@ describe('indexTarFile', () => {
     await rejectsWith(await packTar([{ name: 'ok', data: '1' }, { name: '../evil', data: 'x' }]), 'my.tar: unsafe entry name ../evil (path traversal)');
     await rejectsWith([...rawEntry({ name: '/etc/passwd' }, 'root'), END], 'my.tar: unsafe entry name /etc/passwd (absolute path)');
     await rejectsWith([...rawEntry({ name: 'a/../../b' }, 'x'), END], /unsafe entry name a\/\.\.\/\.\.\/b \(path traversal\)/);
+    // Messages stay on one line whatever the name contains.
+    await rejectsWith(await packTar([{ name: '../evil\nname', data: 'x' }]), 'my.tar: unsafe entry name "../evil\\nname" (path traversal)');
     // Via a pax path too: the long name is what counts.
     await rejectsWith(
       [...rawEntry({ name: 'x', type: 'x' }, paxRecord('path', '../../pax-evil')), ...rawEntry({ name: 'harmless' }, 'x'), END],
