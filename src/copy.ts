@@ -4,6 +4,7 @@ import { isIndexType, isManifestOrIndexType } from './image/mediatypes.js';
 import type { Target } from './image/target.js';
 import { silentReporter, type ProgressReporter } from './progress/progress.js';
 import { isForeign } from './formats/synthesised.js';
+import { checkInterrupted } from './interrupt.js';
 
 /**
  * The graph copy every transfer is made of (push, pull, layout import): walk from the root,
@@ -92,6 +93,7 @@ export class Copier {
     }
     // Describing may compress the layer: do it inside a slot so it overlaps other uploads.
     await this.limiter.run(async () => {
+      checkInterrupted(this.target.where);
       const desc = await child.describe();
       if (isIndexType(desc.mediaType) || isManifestOrIndexType(desc.mediaType)) return;
       if (isForeign(desc) || desc.urls?.length) return; // the registry fetches these from their URLs

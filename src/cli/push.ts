@@ -9,6 +9,7 @@ import { openRegistry } from '../registry/options.js';
 import { formatReference, repositoryName, type Reference } from '../registry/reference.js';
 import { RegistryTarget } from '../registry/target.js';
 import type { ProgressReporter } from '../progress/progress.js';
+import { installGracefulInterrupt } from '../interrupt.js';
 import { json, openSource, out, reporterFor, run, selection, withSourceOptions, type SourceArgs } from './common.js';
 import { destinationForTag, parseDestination, parseSize } from './destination.js';
 import { registryOptions, withRegistryOptions, type RegistryArgs } from './registry-options.js';
@@ -107,6 +108,7 @@ export const pushCommand: CommandModule<object, PushArgs> = {
       // With --all a registry DEST is a registry[/prefix], not a reference: checked per image.
       const dest = args.all && !args.dest.startsWith('oci:') ? { kind: 'registry-prefix' as const, text: args.dest } : parseDestination(args.dest);
       const reporter = reporterFor(args);
+      installGracefulInterrupt((m) => reporter.info(m));
       const opts = await registryOptions(args, reporter);
       if (args['chunk-size']) opts.chunkSize = parseSize(args['chunk-size'], '--chunk-size');
       const source = await openSource(args.source, args, true);
