@@ -30,8 +30,9 @@ async function remoteRoot(text: string, opts: RegistryOptions, platform: string 
 }
 
 function printReport(where: string, report: VerifyReport, comparison?: { ref: string; result: Comparison }): void {
-  for (const p of report.problems) out(`problem: ${[p.digest, p.path].filter(Boolean).join(' ')}${p.digest || p.path ? ': ' : ''}${p.problem}`);
-  for (const w of report.warnings) out(`warning: ${[w.digest, w.path].filter(Boolean).join(' ')}${w.digest || w.path ? ': ' : ''}${w.problem}`);
+  // Messages already name their blob or file; the JSON report carries digest and path apart.
+  for (const p of report.problems) out(`problem: ${p.problem}`);
+  for (const w of report.warnings) out(`warning: ${w.problem}`);
   const c = report.checked;
   out(`${where}: ${report.ok ? 'ok' : `${report.problems.length} problem(s)`} (${c.manifests} manifest(s), ${c.configs} config(s), ${c.layers} layer(s), ${c.bytes} bytes checked)`);
   if (comparison) {
