@@ -366,7 +366,12 @@ export class DirectoryTree implements FileTree {
         // Sockets, FIFOs and devices are not content.
       }
     };
-    await walk(rootReal, '', new Set([rootReal]));
+    try {
+      await walk(rootReal, '', new Set([rootReal]));
+    } catch (e) {
+      // A file vanishing or turning unreadable mid-walk.
+      throw fsError(e, where);
+    }
     return new DirectoryTree(where, entries, broken);
   }
 

@@ -8,7 +8,8 @@ import { resolve } from 'node:path';
  * Every temp file or directory tarpush creates (decompression spools, compression spools, writer
  * temp files awaiting rename) is registered here, so nothing partial is left behind however the
  * process ends: on close (releaseTemp), on normal exit and on uncaught errors (the 'exit' event
- * fires for both), and on SIGINT/SIGTERM/SIGHUP.
+ * fires for both), and on SIGINT/SIGTERM/SIGHUP (directly, or through the 'exit' of whoever
+ * handles the signal).
  *
  * The exit path removes synchronously because 'exit' listeners cannot await.
  */
@@ -64,9 +65,10 @@ export function removeAllTempsSync(): void {
 
 /**
  * Installs the exit and signal handlers once. createTempPath calls it, so no module that makes
- * temp files can forget. On a signal, temps are removed first; the process then exits with
- * 128+signal unless someone else (e.g. the CLI, to abort uploads cleanly) also listens for that
- * signal, in which case exiting is theirs to do and the 'exit' handler still cleans up.
+ * temp files can forget. On a signal nobody else handles, temps are removed and the process
+ * exits with 128+signal. When another listener handles the signal (the CLI's graceful interrupt,
+ * which lets in-flight chunks finish from these very spool files), exiting is its job and temps
+ * are left alone until the 'exit' handler removes them.
  */
 export function installCleanupHandlers(): void {
   if (installed) return;
@@ -76,11 +78,10 @@ export function installCleanupHandlers(): void {
   // swallow the crash); it just lets the removal happen before the stack trace is printed.
   process.on('uncaughtExceptionMonitor', removeAllTempsSync);
   for (const [signal, code] of Object.entries(SIGNAL_EXIT_CODES) as [NodeJS.Signals, number][]) {
-    const onSignal = (): void => {
+    process.on(signal, () => {
+      if (process.listenerCount(signal) > 1) return;
       removeAllTempsSync();
-      if (process.listenerCount(signal) <= 1) process.exit(code);
-    };
-    process.on(signal, onSignal);
+      process.exit(code);
+    });
   }
 }
-

@@ -22,6 +22,11 @@ function freshDir(name: string): string {
   return d;
 }
 
+const outputs = new WeakMap<ChildProcess, () => string>();
+function stdoutOf(proc: ChildProcess): string {
+  return outputs.get(proc)?.() ?? '';
+}
+
 /** Runs an ESM snippet in a child; `ready` resolves when it prints "ready". */
 function child(script: string, args: string[] = []): { proc: ChildProcess; ready: Promise<void>; exit: Promise<{ code: number | null; stderr: string }> } {
   const proc = spawn(process.execPath, ['--input-type=module', '-e', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -35,6 +40,7 @@ function child(script: string, args: string[] = []): { proc: ChildProcess; ready
   });
   proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => proc.on('close', (code) => resolve({ code, stderr })));
+  outputs.set(proc, () => stdout);
   return { proc, ready, exit };
 }
 
@@ -108,14 +114,23 @@ describe('tempfiles', () => {
     });
   }
 
-  it('leaves exiting to another SIGINT listener, still cleaning up', async () => {
+  it('leaves temps and exiting to another SIGINT listener, cleaning up at its exit', async () => {
     const d = freshDir('own-handler');
-    const { proc, ready, exit } = child(
-      holder(d, `process.on('SIGINT', () => setTimeout(() => process.exit(7), 50)); setInterval(() => {}, 1000);`),
-    );
+    const graceful = `
+      import { readdirSync } from 'node:fs';
+      process.on('SIGINT', () => setTimeout(() => {
+        // In-flight work may still be reading its spool files during a graceful stop.
+        process.stdout.write(' temps during grace: ' + readdirSync(${JSON.stringify(d)}).length);
+        process.exit(7);
+      }, 50));
+      setInterval(() => {}, 1000);
+    `;
+    const { proc, ready, exit } = child(holder(d, graceful));
     await ready;
     proc.kill('SIGINT');
-    assert.equal((await exit).code, 7);
+    const { code } = await exit;
+    assert.equal(code, 7);
+    assert.match(stdoutOf(proc), /temps during grace: 2/);
     assert.deepEqual(listDir(d), []);
   });
 
