@@ -13,8 +13,8 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { Readable, Writable } from 'node:stream';
+import { mkdir, stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import tar from 'tar-stream';
@@ -108,7 +108,6 @@ const gz = createTempPath(dir, 'tarpush-bench-');
 const spools = createTempPath(dir, 'tarpush-bench-spools-');
 let tree: FileTree | undefined;
 try {
-  const { mkdir } = await import('node:fs/promises');
   await mkdir(spools);
   process.stderr.write(`generating ${totalMiB} MiB tar, gzip level 6 ...\n`);
   const gen = await timed(() => generate(gz));
