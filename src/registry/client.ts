@@ -1,5 +1,6 @@
 import { PassThrough, Readable } from 'node:stream';
 import { TarpushError } from '../errors.js';
+import { checkInterrupted } from '../interrupt.js';
 import { MAX_DOCUMENT_BYTES } from '../image/content.js';
 import type { Descriptor } from '../image/descriptor.js';
 import { BlobMismatchError, sha256, type Digest } from '../image/digest.js';
@@ -454,6 +455,8 @@ export class RegistryClient {
       for (;;) {
         try {
           if (cursor.position !== offset) await cursor.seek(offset);
+          // Ctrl-C stops between chunks: a half-sent chunk would cost the whole session.
+          if (offset < desc.size) checkInterrupted(this.where);
           const chunk = this.chunkSize;
           if (offset === 0 && desc.size <= chunk) {
             // Monolithic: the whole (small) blob in the final PUT.

@@ -32,6 +32,7 @@ export class RegistryTarget implements Target {
     return (await this.client.headBlob(desc.digest)) !== undefined;
   }
 
+  /** How the blob got there is recorded in `results` (mounted blobs send nothing). */
   async putBlob(desc: Descriptor, open: () => Promise<Readable>, progress?: Progress): Promise<void> {
     const result = await this.client.uploadBlob(desc, open, progress, {
       ...(this.opts.mountFrom ? { mountFrom: this.opts.mountFrom } : {}),
