@@ -9,7 +9,9 @@ import { mkdirSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { runCli, TARPUSH_BIN, type CliResult } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { skopeo } from '../helpers/skopeo.js';
@@ -116,6 +118,8 @@ before(async () => {
   for (const [ref, repo] of [['src-1', 'src/app:1'], ['other-2', 'other/app:2'], ['big-1', 'big/app:1']] as const) {
     await skopeo(['copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:${ref}`, `docker://${reg.host}/${repo}`]);
   }
+  // The same image converted by skopeo to Docker schema 2 media types (its own digest).
+  await skopeo(['copy', '--quiet', '--dest-tls-verify=false', '--format', 'v2s2', `oci:${layoutDir}:src-1`, `docker://${reg.host}/v2s2/app:1`]);
   const pushed = await ok(['push', '-q', MULTI_DIR, `${reg.host}/multi/app:1`]);
   assert.deepEqual(printedDigests(pushed.stdout), [MULTI_INDEX]);
 });
@@ -154,6 +158,21 @@ test('round trip: skopeo push → tarpush pull → tarpush push keeps the digest
   await ok(['verify', '-q', x]);
   const digest = await ok(['digest', x]);
   assert.equal(digest.stdout.trim(), srcDigest);
+});
+
+test('round trip of a Docker schema 2 image keeps the digest skopeo pushed', async (t) => {
+  const dir = tempDir(t);
+  const inspected = JSON.parse(await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/v2s2/app:1`])) as { mediaType: string };
+  assert.equal(inspected.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+  const { Digest } = JSON.parse(await skopeo(['inspect', '--tls-verify=false', `docker://${reg.host}/v2s2/app:1`])) as { Digest: string };
+  assert.notEqual(Digest, srcDigest);
+  const x = join(dir, 'x.tar');
+  assert.deepEqual(printedDigests((await ok(['pull', '-q', `${reg.host}/v2s2/app:1`, x])).stdout), [Digest]);
+  assert.deepEqual(printedDigests((await ok(['push', '-q', x, `${reg.host}/v2s2-copy/app:1`])).stdout), [Digest]);
+  const asDocker = JSON.parse(await skopeo(['inspect', `docker-archive:${x}`])) as { Layers: string[] };
+  assert.equal(asDocker.Layers.length, 2);
+  const asOci = JSON.parse(await skopeo(['inspect', `oci-archive:${x}`])) as { Digest: string };
+  assert.equal(asOci.Digest, Digest);
 });
 
 test('multi-platform index: --all-platforms keeps the index digest; default and --platform pick one manifest', async (t) => {
@@ -341,6 +360,54 @@ test('a blob served with wrong content fails the pull (exit 3, blob named) and l
   } finally {
     proxy.clearRules();
   }
+});
+
+test('a failed pull leaves an existing output file as it was', async (t) => {
+  const dir = tempDir(t);
+  const out = join(dir, 'keep.tar');
+  writeFileSync(out, 'the previous archive');
+  proxy.clearRules();
+  proxy.addRule({ method: 'GET', path: new RegExp(`/blobs/${bigLayer}$`), action: { kind: 'corrupt-response', offset: 10 } });
+  try {
+    const r = await cli(['pull', '-q', `${proxy.host}/src/app:1`, `${proxy.host}/big/app:1`, out]);
+    assert.equal(r.code, 3, r.stderr);
+  } finally {
+    proxy.clearRules();
+  }
+  assert.equal(readFileSync(out, 'utf8'), 'the previous archive');
+  assert.deepEqual(readdirSync(dir), ['keep.tar']);
+});
+
+test('Ctrl-C during a pull: exit 130, no output, no temp files', async (t) => {
+  const dir = tempDir(t);
+  const tmp = tempDir(t);
+  proxy.clearRules();
+  proxy.resetCounters();
+  // The big layer arrives slowly enough to be interrupted in the middle.
+  proxy.addRule({ method: 'GET', path: new RegExp(`/blobs/${bigLayer}$`), action: { kind: 'delay', ms: 3000 } });
+  try {
+    const child = spawn(process.execPath, [TARPUSH_BIN, 'pull', '-q', `${proxy.host}/big/app:1`, join(dir, 'x.tar')], {
+      env: { ...process.env, TMPDIR: tmp, HOME: tmp, TARPUSH_CACHE_DIR: cacheDir }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const deadline = Date.now() + 10_000;
+    while (!proxy.log.some((l) => l.path.endsWith(`/blobs/${bigLayer}`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(Date.now() < deadline, 'the pull reached the big layer');
+    assert.ok(readdirSync(dir).length > 0, 'the pull has its temp file by now (so the check below means something)');
+    child.kill('SIGINT');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const code = await exited;
+    clearTimeout(timer);
+    assert.equal(code, 130, stderr);
+    assert.doesNotMatch(stderr, /\n\s+at /);
+  } finally {
+    proxy.clearRules();
+  }
+  assert.deepEqual(readdirSync(dir), [], 'no output file');
+  assert.deepEqual(readdirSync(tmp), [], 'no temp files');
 });
 
 test('errors: unknown repository or tag (registry error), registry down (exit 4)', async (t) => {

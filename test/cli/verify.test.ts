@@ -5,13 +5,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startProxy, type FaultProxy } from '../helpers/proxy.js';
 import { tempDir } from '../helpers/tmp.js';
-import { TESTDATA } from '../archive/fixtures.js';
+import { packTar, TESTDATA } from '../archive/fixtures.js';
 import { craneTarball, dockerSave, layerTar, ociLayout, sha } from '../fixtures/images.js';
 
 let reg: TestRegistry;
@@ -167,6 +167,21 @@ test('a flipped byte in an OCI layout layer blob', async (t) => {
   assert.ok(found.length >= 1);
   assert.ok(found.some((p) => p.includes(layerDigests[0]!) && /does not match its digest|hashes to/.test(p)), r.stdout);
   assert.ok(found.every((p) => p.includes(layerDigests[0]!)), `only that layer is blamed:\n${r.stdout}`);
+});
+
+test('a flipped byte in a layer blob of an OCI layout tar', async (t) => {
+  const entries = ['oci-layout', 'index.json', ...readdirSync(join(layout, 'blobs', 'sha256')).map((f) => `blobs/sha256/${f}`)];
+  const bytes = await packTar(entries.map((name) => ({ name, data: readFileSync(join(layout, name)) })));
+  const layer = readFileSync(blob(layout, layerDigests[1]!));
+  const at = bytes.indexOf(layer);
+  assert.ok(at > 0);
+  bytes[at + 30]! ^= 0xff;
+  const file = join(tempDir(t), 'oci.tar');
+  writeFileSync(file, bytes);
+  const r = await verify([file], 1);
+  const found = problems(r.stdout);
+  assert.ok(found.some((p) => p.includes(layerDigests[1]!) && /does not match its digest|hashes to/.test(p)), r.stdout);
+  assert.ok(found.every((p) => p.includes(layerDigests[1]!)), `only that layer is blamed:\n${r.stdout}`);
 });
 
 test('a flipped byte in a legacy layer.tar', async (t) => {
