@@ -26,6 +26,8 @@ export interface RegistryOptions {
   retryBaseMs?: number;
   /** Environment for credentials and proxies (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Proxy loopback registries too (they bypass HTTP(S)_PROXY by default, as with Docker). */
+  proxyLoopback?: boolean;
   /** Credentials to use instead of looking them up (library callers). */
   credentials?: Credentials;
   /** 'push' asks for push access from the first token (default 'pull'). */
@@ -45,6 +47,7 @@ export function openRegistry(ref: Pick<Reference, 'registry' | 'repository'>, op
     ...(opts.userAgent ? { userAgent: opts.userAgent } : {}),
     ...(opts.maxAttempts !== undefined ? { maxAttempts: opts.maxAttempts } : {}),
     ...(opts.retryBaseMs !== undefined ? { retryBaseMs: opts.retryBaseMs } : {}),
+    ...(opts.proxyLoopback !== undefined ? { proxyLoopback: opts.proxyLoopback } : {}),
     env,
   });
   const explicit = opts.credentials;

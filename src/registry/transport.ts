@@ -32,6 +32,11 @@ export interface TransportOptions {
   retryMaxMs?: number;
   /** Environment for HTTPS_PROXY/HTTP_PROXY/NO_PROXY (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Send loopback registries through HTTP(S)_PROXY too. Off by default, as in Go's (and so
+   * Docker's and skopeo's) proxy handling: a proxy cannot reach the user's own localhost.
+   */
+  proxyLoopback?: boolean;
 }
 
 export type RequestBody = Buffer | string | Readable;
@@ -200,7 +205,7 @@ export class Transport {
     }
     const common = { keepAliveTimeout: 30_000, connect: { ...tls, timeout: 30_000 } };
     const env = opts.env ?? process.env;
-    this.dispatcher = hasProxyEnv(env)
+    this.dispatcher = hasProxyEnv(env) && (opts.proxyLoopback || !isLoopbackHost(host))
       ? new EnvHttpProxyAgent({
           ...common,
           // ProxyAgent takes the registry's TLS settings as requestTls, not connect.

@@ -44,9 +44,11 @@ after(async () => {
   await state?.remove();
 });
 
-async function pushVia(host: string, env: NodeJS.ProcessEnv, extra: { caFile?: string; plainHttp?: boolean } = {}): Promise<void> {
+async function pushVia(host: string, env: NodeJS.ProcessEnv, extra: { caFile?: string; plainHttp?: boolean; proxyLoopback?: boolean } = {}): Promise<void> {
   const img = makeImage([2000]);
-  const target = new RegistryTarget(openRegistry(parseReference(`${host}/proxied/app`), { env: { HOME: '/nonexistent', ...env }, stateDir: state.path, access: 'push', ...extra }));
+  const target = new RegistryTarget(
+    openRegistry(parseReference(`${host}/proxied/app`), { env: { HOME: '/nonexistent', ...env }, stateDir: state.path, access: 'push', proxyLoopback: true, ...extra }),
+  );
   try {
     await pushGraph(img.root, target, 'v');
     assert.equal(await target.remoteDigest('v'), img.manifestDesc.digest);
@@ -71,5 +73,11 @@ test('HTTP_PROXY is used for a plain-HTTP registry', async () => {
 test('NO_PROXY bypasses the proxy', async () => {
   tunnels.length = 0;
   await pushVia(tlsReg.host, { HTTPS_PROXY: proxyUrl, NO_PROXY: '127.0.0.1' }, { caFile: tlsReg.caFile! });
+  assert.equal(tunnels.length, 0);
+});
+
+test('loopback registries bypass the proxy unless asked (as with Docker)', async () => {
+  tunnels.length = 0;
+  await pushVia(tlsReg.host, { HTTPS_PROXY: 'http://127.0.0.1:1' }, { caFile: tlsReg.caFile!, proxyLoopback: false });
   assert.equal(tunnels.length, 0);
 });
