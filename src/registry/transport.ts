@@ -90,8 +90,14 @@ const NOT_TLS_CODES = new Set([
   'ERR_SSL_PACKET_LENGTH_TOO_LONG',
   'ERR_SSL_HTTP_REQUEST',
   'ERR_SSL_UNKNOWN_PROTOCOL',
-  'EPROTO',
 ]);
+
+/** Whether a failure says the other side does not speak TLS at all (not a TLS alert). */
+function isNotTls(e: unknown): boolean {
+  if (errorCodes(e).some((c) => NOT_TLS_CODES.has(c))) return true;
+  // Older OpenSSL builds report these as a bare EPROTO.
+  return errorCodes(e).includes('EPROTO') && /wrong version number|packet length too long|http request/i.test((e as Error).message ?? '');
+}
 
 /** Certificate verification failures: fixed by --ca-file or --insecure. */
 const CERT_CODES = new Set([
@@ -245,7 +251,7 @@ export class Transport {
       try {
         res = await this.once(req, url);
       } catch (e) {
-        if (onRegistry && this.mayFallBack && url.protocol === 'https:' && errorCodes(e).some((c) => NOT_TLS_CODES.has(c))) {
+        if (onRegistry && this.mayFallBack && url.protocol === 'https:' && isNotTls(e)) {
           // Like Docker with loopback registries: no TLS there, so speak HTTP for the rest of the run.
           this.scheme = 'http';
           this.mayFallBack = false;
@@ -338,7 +344,7 @@ export class Transport {
         { cause: e },
       );
     }
-    if (codes.some((c) => NOT_TLS_CODES.has(c))) {
+    if (isNotTls(e)) {
       return new TarpushError('network', `TLS handshake with ${where} failed (${describeNetworkError(e)}); if it serves plain HTTP, use --plain-http`, { cause: e });
     }
     const err = new TarpushError('network', `connection to ${where} failed${tries} (${describeNetworkError(e)})`, { cause: e });
@@ -353,7 +359,10 @@ export class Transport {
 
 export function describeNetworkError(e: unknown): string {
   const codes = errorCodes(e);
-  const msg = (e as Error | undefined)?.message ?? String(e);
+  let msg = (e as Error | undefined)?.message ?? String(e);
+  // OpenSSL's "805C…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:file:line": keep the reason.
+  const ssl = /SSL routines:[^:]*:([^:]+)/.exec(msg);
+  if (ssl) return ssl[1]!.trim();
   const code = codes[codes.length - 1] ?? codes[0];
   return code && !msg.includes(code) ? `${code}: ${msg}` : msg;
 }

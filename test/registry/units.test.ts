@@ -56,3 +56,32 @@ test('SourceCursor replays the last chunk from memory and reopens only to go fur
   assert.equal(await cursor.finish(), 0);
   cursor.close();
 });
+
+test('a registry that does not speak TLS: loopback falls back to HTTP, others get a clear error', async () => {
+  const http = await import('node:http');
+  const { Transport } = await import('../../src/registry/transport.js');
+  const server = http.createServer((_q, r) => r.end('ok')).listen(0, '127.0.0.1');
+  await new Promise((r) => server.on('listening', r));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const lines: string[] = [];
+    const reporter = { start: () => ({ advance() {}, reset() {}, done() {}, fail() {} }), info() {}, debug: (m: string) => void lines.push(m), close() {} };
+    const loop = new Transport(`127.0.0.1:${port}`, { reporter });
+    const res = await loop.send({ method: 'GET', url: '/' });
+    assert.equal(await res.text(), 'ok');
+    assert.equal(loop.baseUrl, `http://127.0.0.1:${port}`);
+    assert.ok(lines.some((l) => l.includes('does not speak TLS')));
+    await loop.close();
+    // The same server under a name that is not loopback: no silent downgrade.
+    const remote = new Transport(`127.0.0.1:${port}`, { maxAttempts: 1 });
+    (remote as unknown as { mayFallBack: boolean }).mayFallBack = false;
+    await assert.rejects(remote.send({ method: 'GET', url: '/' }), (e: Error & { kind?: string }) => {
+      assert.equal(e.kind, 'network');
+      assert.equal(e.message, `TLS handshake with 127.0.0.1:${port} failed (wrong version number); if it serves plain HTTP, use --plain-http`);
+      return true;
+    });
+    await remote.close();
+  } finally {
+    server.close();
+  }
+});
