@@ -305,6 +305,19 @@ test('several refs with the same tag into oci:DIR keep every image', async (t) =
   assert.equal((await ok(['digest', layout, '--image', `${reg.host}/big/app:1`])).stdout.trim(), bigDigest);
 });
 
+test('pulls run one after another into one oci:DIR add to it, whatever the tags', async (t) => {
+  const layout = join(tempDir(t), 'mirror');
+  await ok(['pull', '-q', `${reg.host}/other/app:2`, `oci:${layout}`]);
+  await ok(['pull', '-q', `${reg.host}/src/app:1`, `oci:${layout}`]);
+  await ok(['pull', '-q', `${reg.host}/big/app:1`, `oci:${layout}`]);
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: IndexEntry[] };
+  assert.deepEqual(
+    index.manifests.map((m) => m.annotations?.['io.containerd.image.name']).sort(),
+    [`${reg.host}/big/app:1`, `${reg.host}/other/app:2`, `${reg.host}/src/app:1`],
+    `index.json: ${JSON.stringify(index.manifests.map((m) => [m.digest, m.annotations]))}`,
+  );
+});
+
 test('a blob download dropped half-way resumes with a Range request', async (t) => {
   const dir = tempDir(t);
   proxy.clearRules();

@@ -159,6 +159,18 @@ test('good inputs pass: legacy docker save, crane tarball, OCI layout, test vect
   assert.deepEqual({ ...report.checked, bytes: 0 }, { manifests: 1, configs: 1, layers: 2, bytes: 0 });
 });
 
+test('verify - reads the image from standard input', async () => {
+  for (const [file, layers] of [[legacyFile, 2], [craneFile, 2]] as const) {
+    const r = await runCli(['verify', '-q', '-'], { input: readFileSync(file), env: { TARPUSH_CACHE_DIR: join(work, 'cache') } });
+    assert.equal(r.code, 0, `verify - < ${file}: exit ${r.code}\n${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`: ok \\(1 manifest\\(s\\), 1 config\\(s\\), ${layers} layer\\(s\\)`));
+  }
+  const bad = readFileSync(legacyFile);
+  bad[bad.indexOf(LAYER_TEXT) + 4]! ^= 0x20;
+  const r = await runCli(['verify', '-q', '-'], { input: bad, env: { TARPUSH_CACHE_DIR: join(work, 'cache') } });
+  assert.equal(r.code, 1, `a damaged archive on stdin fails verification: ${r.stdout}${r.stderr}`);
+});
+
 test('a flipped byte in an OCI layout layer blob', async (t) => {
   const dir = copyLayout(t);
   flipByte(blob(dir, layerDigests[0]!), 40);
