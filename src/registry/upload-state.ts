@@ -18,6 +18,8 @@ export interface SavedUpload {
   updated: string;
 }
 
+const MAX_AGE_MS = 7 * 24 * 3600 * 1000;
+
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.TARPUSH_STATE_DIR) return env.TARPUSH_STATE_DIR;
   const cache = env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache');
@@ -37,6 +39,11 @@ export class UploadStateStore {
       const s = JSON.parse(await readFile(this.file(registry, repository, digest), 'utf8')) as SavedUpload;
       if (s.registry !== registry || s.repository !== repository || s.digest !== digest) return undefined;
       if (typeof s.location !== 'string' || typeof s.offset !== 'number') return undefined;
+      // Registries purge abandoned uploads (distribution after a week): do not even ask.
+      if (Date.now() - Date.parse(s.updated) > MAX_AGE_MS) {
+        await this.remove(registry, repository, digest);
+        return undefined;
+      }
       return s;
     } catch {
       // Missing or unreadable state only costs a fresh upload.

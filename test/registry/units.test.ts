@@ -85,3 +85,30 @@ test('a registry that does not speak TLS: loopback falls back to HTTP, others ge
     server.close();
   }
 });
+
+test('UploadStateStore saves, loads, forgets stale sessions and removes', async () => {
+  const { UploadStateStore } = await import('../../src/registry/upload-state.js');
+  const { mkdtemp, rm, readdir, readFile, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'tarpush-state-unit-'));
+  try {
+    const store = new UploadStateStore(join(dir, 'nested', 'uploads'));
+    const d = `sha256:${'c'.repeat(64)}`;
+    assert.equal(await store.load('r', 'a', d), undefined);
+    await store.save({ registry: 'r', repository: 'a', digest: d, size: 10, location: 'http://r/u?_state=x', offset: 4 });
+    assert.equal((await store.load('r', 'a', d))?.offset, 4);
+    assert.equal(await store.load('r', 'b', d), undefined, 'keyed by repository too');
+    const [file] = await readdir(join(dir, 'nested', 'uploads'));
+    const path = join(dir, 'nested', 'uploads', file!);
+    const saved = JSON.parse(await readFile(path, 'utf8'));
+    await writeFile(path, JSON.stringify({ ...saved, updated: '2000-01-01T00:00:00Z' }));
+    assert.equal(await store.load('r', 'a', d), undefined, 'stale sessions are forgotten');
+    assert.deepEqual(await readdir(join(dir, 'nested', 'uploads')), []);
+    await store.save({ registry: 'r', repository: 'a', digest: d, size: 10, location: 'l', offset: 1 });
+    await store.remove('r', 'a', d);
+    assert.deepEqual(await readdir(join(dir, 'nested', 'uploads')), []);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
