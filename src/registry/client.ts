@@ -335,9 +335,9 @@ export class RegistryClient {
 
   /**
    * Asks the registry to mount `digest` from another repository of the same registry. Returns
-   * true when mounted; false when refused (the upload session it opened is cancelled).
+   * `mounted`, or the upload session the registry opened instead (202) for the caller to use.
    */
-  async mountBlob(digest: Digest, fromRepository: string): Promise<boolean> {
+  async mountBlob(digest: Digest, fromRepository: string): Promise<{ mounted: true } | { mounted: false; session: UploadSession }> {
     const q = new URLSearchParams({ mount: digest, from: fromRepository });
     const res = await this.call({
       method: 'POST',
@@ -347,13 +347,10 @@ export class RegistryClient {
     });
     if (res.status === 201) {
       await res.dump();
-      return true;
+      return { mounted: true };
     }
     if (res.status === 202) {
-      await res.dump();
-      const loc = headerValue(res.headers, 'location');
-      if (loc) await this.cancelUpload(new URL(loc, res.url).href);
-      return false;
+      return { mounted: false, session: await this.sessionFrom(res) };
     }
     throw await this.responseError(res, `mounting blob ${digest} from ${fromRepository}`);
   }
@@ -366,6 +363,10 @@ export class RegistryClient {
       headers: { 'content-length': '0' },
     });
     if (res.status !== 202) throw await this.responseError(res, 'starting a blob upload');
+    return this.sessionFrom(res);
+  }
+
+  private async sessionFrom(res: HttpResponse): Promise<UploadSession> {
     await res.dump();
     const loc = headerValue(res.headers, 'location');
     if (!loc) throw new TarpushError('registry', `${this.where}: the registry started an upload without a Location`);
@@ -432,9 +433,16 @@ export class RegistryClient {
     if (!session) {
       for (const from of opts.mountFrom ?? []) {
         if (from === this.repository) continue;
-        if (await this.mountBlob(desc.digest, from)) return { how: 'mounted', bytesSent: 0, resumedFrom: 0 };
+        const mount = await this.mountBlob(desc.digest, from);
+        if (mount.mounted) {
+          if (session) await this.cancelUpload(session.location);
+          return { how: 'mounted', bytesSent: 0, resumedFrom: 0 };
+        }
+        // Refused: the session the registry opened instead serves for the upload.
+        if (session) await this.cancelUpload(session.location);
+        session = mount.session;
       }
-      session = await this.startUpload();
+      session ??= await this.startUpload();
     }
 
     const cursor = new SourceCursor(open);

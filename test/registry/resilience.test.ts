@@ -267,6 +267,8 @@ test('a mount refused by the registry falls back to an upload', async () => {
   try {
     await target.putBlob(desc, open);
     assert.equal(target.results.get(desc.digest)!.how, 'uploaded');
+    // The session the refused mount opened was used: one POST in all.
+    assert.equal(proxy.stats({ method: 'POST' }).requests, 1);
     assert.ok(await target.exists(desc));
   } finally {
     await target.close();
