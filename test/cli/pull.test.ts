@@ -5,11 +5,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { runCli, TARPUSH_BIN, type CliResult } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -127,6 +128,7 @@ before(async () => {
 after(async () => {
   await proxy?.stop();
   await reg?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 test('round trip: skopeo push → tarpush pull → tarpush push keeps the digest; skopeo reads the archive both ways', async (t) => {
@@ -340,6 +342,30 @@ test('a blob download dropped half-way resumes with a Range request', async (t) 
     assert.equal((await ok(['digest', x])).stdout.trim(), bigDigest);
     await ok(['verify', '-q', x]);
     assert.deepEqual(readdirSync(dir), ['big.tar'], 'no temp files next to the output');
+  } finally {
+    proxy.clearRules();
+  }
+});
+
+test('a download dropped three times resumes each time from where it stopped', async (t) => {
+  const dir = tempDir(t);
+  proxy.clearRules();
+  proxy.resetCounters();
+  proxy.addRule({
+    method: 'GET', path: new RegExp(`/blobs/${bigLayer}$`), times: 3,
+    action: { kind: 'reset-after', bytes: 300_000, direction: 'response' },
+  });
+  try {
+    const x = join(dir, 'big.tar');
+    const r = await ok(['pull', '-q', `${proxy.host}/big/app:1`, x]);
+    assert.deepEqual(printedDigests(r.stdout), [bigDigest]);
+    const gets = proxy.log.filter((l) => l.method === 'GET' && l.path.endsWith(`/blobs/${bigLayer}`));
+    assert.deepEqual(gets.map((g) => g.status), [200, 206, 206, 206]);
+    assert.deepEqual(gets.slice(0, 3).map((g) => g.responseBytes), [300_000, 300_000, 300_000]);
+    const entries = await tarEntries(readFileSync(x));
+    const stored = only(entries, `blobs/sha256/${bigLayer.slice(7)}`);
+    assert.equal(gets.reduce((n, g) => n + g.responseBytes, 0), stored.length, 'no byte downloaded twice');
+    assert.equal(`sha256:${createHash('sha256').update(stored).digest('hex')}`, bigLayer);
   } finally {
     proxy.clearRules();
   }
