@@ -166,7 +166,7 @@ describe('token auth', () => {
 
   test('asks for a new token when the old one expires', async () => {
     const ts = reg.tokenServer!;
-    ts.lifetime = 1;
+    ts.lifetime = 2;
     try {
       const client = openRegistry(parseReference(`${reg.host}/tok/exp`), { username: 'bob', password: 'b0b-secret-pw' });
       try {
@@ -174,7 +174,7 @@ describe('token auth', () => {
         await client.headBlob(`sha256:${'1'.repeat(64)}`);
         await client.headBlob(`sha256:${'2'.repeat(64)}`);
         assert.equal(ts.count - before, 1, 'cached while valid');
-        await new Promise((r) => setTimeout(r, 1100));
+        await new Promise((r) => setTimeout(r, 2000));
         await client.headBlob(`sha256:${'3'.repeat(64)}`);
         assert.equal(ts.count - before, 2, 'refreshed after expiry');
       } finally {
