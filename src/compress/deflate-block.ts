@@ -28,6 +28,44 @@ const LEGACY_HASH = false;
 
 export const DICTIONARY_SIZE = 32 * 1024;
 
+/**
+ * Already-compressed blocks (compressed files inside layers: .gz, .jar, .png, .xz, ...) are stored
+ * rather than deflated: deflating them gains nothing and is pako's slowest case (~27 MB/s against
+ * >2 GB/s for stored blocks). Both tests must agree, so either can veto storing:
+ * - the byte histogram is close to uniform: chi-square against uniform below n/32, where order-0
+ *   entropy coding could save at most ~0.3% (random data scores ~255 whatever n, compressed
+ *   formats about n/1000 to n/50, text and code several times n);
+ * - evenly spaced samples do not deflate (catches uniform but repetitive data, e.g. a 0..255 ramp).
+ * The rule is part of the output format: any change to it must bump INCOMPRESSIBLE_RULE.
+ */
+export const INCOMPRESSIBLE_RULE = 1;
+/** chi-square must be below n / CHI2_DIVISOR. */
+const CHI2_DIVISOR = 32n;
+/** Below this a histogram says too little (short text also looks uniform-ish); such blocks are deflated. */
+const MIN_BLOCK = 64 * 1024;
+const SAMPLES = 4;
+const SAMPLE_SIZE = 8 * 1024;
+/** Samples must deflate to at least this share (percent) of their size. */
+const MIN_SAMPLE_PERCENT = 97;
+
+/** Integer-exact throughout, so the decision cannot differ between machines. */
+export function looksIncompressible(block: Uint8Array): boolean {
+  const n = block.length;
+  if (n < MIN_BLOCK) return false;
+  const counts = new Uint32Array(256);
+  for (let i = 0; i < n; i++) counts[block[i]!]!++;
+  let sumSquares = 0n;
+  for (let i = 0; i < 256; i++) sumSquares += BigInt(counts[i]!) * BigInt(counts[i]!);
+  const big = BigInt(n);
+  // chi2 = 256 * sumSquares / n - n < n / 32, compared without division.
+  if (CHI2_DIVISOR * (256n * sumSquares - big * big) >= big * big) return false;
+  const sample = new Uint8Array(SAMPLES * SAMPLE_SIZE);
+  const step = Math.floor((n - SAMPLE_SIZE) / (SAMPLES - 1));
+  for (let k = 0; k < SAMPLES; k++) sample.set(block.subarray(k * step, k * step + SAMPLE_SIZE), k * SAMPLE_SIZE);
+  const deflated = deflateWith(sample, undefined, true, 1).length;
+  return deflated * 100 >= sample.length * MIN_SAMPLE_PERCENT;
+}
+
 /** zlib's deflateBound for raw deflate, plus room for the sync-flush marker. */
 export function deflateBound(n: number): number {
   return n + (n >>> 12) + (n >>> 14) + (n >>> 25) + 13 + 64;
@@ -38,6 +76,17 @@ export function deflateBound(n: number): number {
  * small) and returns a view of the bytes written; the caller copies them out before the next call.
  */
 export function deflateBlock(
+  block: Uint8Array,
+  dictionary: Uint8Array | undefined,
+  final: boolean,
+  level: number,
+  scratch?: Uint8Array,
+  storeIncompressible = false,
+): Uint8Array {
+  return deflateWith(block, dictionary, final, storeIncompressible && looksIncompressible(block) ? 0 : level, scratch);
+}
+
+function deflateWith(
   block: Uint8Array,
   dictionary: Uint8Array | undefined,
   final: boolean,

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { crc32 } from 'node:zlib';
 import { TarpushError } from '../errors.js';
 import type { Digest } from '../image/digest.js';
-import { DICTIONARY_SIZE } from './deflate-block.js';
+import { DICTIONARY_SIZE, INCOMPRESSIBLE_RULE } from './deflate-block.js';
 import { sharedPool, type WorkerPool } from './pool.js';
 
 /**
@@ -21,6 +21,11 @@ export interface GzipSettings {
   level: number;
   /** Input bytes per independently compressed block. */
   blockSize: number;
+  /**
+   * Store instead of deflate the blocks that look already compressed (a pinned, integer-exact
+   * byte-histogram test; see deflate-block.ts). Absent means false.
+   */
+  storeIncompressible?: boolean;
 }
 
 /**
@@ -29,7 +34,11 @@ export interface GzipSettings {
  * compress README notes in the helper report). 1 MiB blocks cost <0.1% ratio vs larger ones and
  * keep per-stream memory small.
  */
-export const DEFAULT_GZIP_SETTINGS: Readonly<GzipSettings> = Object.freeze({ level: 1, blockSize: 1024 * 1024 });
+export const DEFAULT_GZIP_SETTINGS: Readonly<GzipSettings> = Object.freeze({
+  level: 1,
+  blockSize: 1024 * 1024,
+  storeIncompressible: true,
+});
 
 export const PAKO_VERSION: string = (createRequire(import.meta.url)('pako/package.json') as { version: string }).version;
 
@@ -39,7 +48,8 @@ export const PAKO_VERSION: string = (createRequire(import.meta.url)('pako/packag
  */
 export function settingsKey(s: GzipSettings): string {
   checkSettings(s);
-  return `gzip-pako${PAKO_VERSION}-l${s.level}-b${s.blockSize}`;
+  const store = s.storeIncompressible ? `-si${INCOMPRESSIBLE_RULE}` : '';
+  return `gzip-pako${PAKO_VERSION}-l${s.level}-b${s.blockSize}${store}`;
 }
 
 export function checkSettings(s: GzipSettings): void {
@@ -118,7 +128,7 @@ export class GzipStream extends Transform {
   }
 
   override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
-    // Results still arriving from workers are dropped by emit(); wake a waiter so it unwinds.
+    // Results still arriving from workers are dropped by pushFinished(); wake a waiter so it unwinds.
     this.failure ??= err ?? new Error('gzip stream destroyed');
     this.wakeUp();
     cb(err);
@@ -165,18 +175,25 @@ export class GzipStream extends Transform {
     }
     const slot: Slot = { done: false };
     this.slots.push(slot);
-    this.pool.run({ block: view, dictionary, final, level: this.settings.level, transfer: true }).then(
+    this.pool.run({
+        block: view,
+        dictionary,
+        final,
+        level: this.settings.level,
+        storeIncompressible: this.settings.storeIncompressible === true,
+        transfer: true,
+      }).then(
       (result) => {
         slot.output = result.output;
         slot.done = true;
         if (this.spareBlocks.length < 2) this.spareBlocks.push(result.block);
         if (result.dictionary && this.spareDictionaries.length < 2) this.spareDictionaries.push(result.dictionary);
-        this.emit_();
+        this.pushFinished();
       },
       (error: unknown) => {
         slot.error = error;
         slot.done = true;
-        this.emit_();
+        this.pushFinished();
       },
     );
     await this.waitBelow(this.maxInFlight);
@@ -188,7 +205,7 @@ export class GzipStream extends Transform {
   }
 
   /** Pushes finished blocks in input order, as soon as each one and all before it are done. */
-  private emit_(): void {
+  private pushFinished(): void {
     while (this.slots.length > 0 && this.slots[0]!.done) {
       const slot = this.slots.shift()!;
       if (slot.error !== undefined) {

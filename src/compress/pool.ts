@@ -10,6 +10,8 @@ export interface DeflateJob {
   dictionary?: Uint8Array;
   final: boolean;
   level: number;
+  /** Store (level 0) blocks that look already compressed; see deflate-block.ts. */
+  storeIncompressible?: boolean;
   /**
    * The caller owns the whole ArrayBuffers behind `block` and `dictionary` and gives them up:
    * they are moved to the worker instead of copied (and are unusable afterwards).
@@ -89,6 +91,7 @@ export class WorkerPool {
           dictionaryLength: dictionary ? job.dictionary!.length : 0,
           final: job.final,
           level: job.level,
+          storeIncompressible: job.storeIncompressible === true,
         },
         transfer: transfers,
         resolve,

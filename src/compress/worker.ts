@@ -10,6 +10,7 @@ export interface BlockTask {
   dictionaryLength: number;
   final: boolean;
   level: number;
+  storeIncompressible: boolean;
 }
 
 /** Input buffers travel back with the result, so the sender can reuse them instead of allocating. */
@@ -31,6 +32,7 @@ if (port) {
         task.final,
         task.level,
         scratch,
+        task.storeIncompressible,
       );
       const output = written.slice().buffer;
       const reply: BlockResult = { id: task.id, ok: true, output, block: task.block, dictionary: task.dictionary };

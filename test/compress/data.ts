@@ -63,3 +63,24 @@ export function randomChunks(data: Buffer, seed: number, max: number): Buffer[] 
   }
   return chunks;
 }
+
+/** Pseudo-random bytes (statistically like compressed data). */
+export function randomData(size: number, seed: number): Buffer {
+  const rand = prng(seed);
+  const out = Buffer.alloc(size);
+  let pos = 0;
+  for (; pos + 4 <= size; pos += 4) out.writeUInt32LE(rand(), pos);
+  for (; pos < size; pos++) out[pos] = rand() & 0xff;
+  return out;
+}
+
+/** Only the word-text part of mixedData: compresses well. */
+export function textData(size: number): Buffer {
+  const rand = prng(size);
+  const out = Buffer.alloc(size);
+  for (let pos = 0; pos < size; ) {
+    const word = WORDS[rand() % WORDS.length]!;
+    pos += out.write(rand() % 12 === 0 ? `${word}\n` : `${word} `, pos, size - pos, 'latin1');
+  }
+  return out;
+}

@@ -17,7 +17,7 @@ import {
   type GzipSettings,
 } from '../../src/compress/gzip.js';
 import { WorkerPool } from '../../src/compress/pool.js';
-import { mixedData, randomChunks } from './data.js';
+import { mixedData, randomChunks, randomData, textData } from './data.js';
 
 const MiB = 1024 * 1024;
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -98,6 +98,12 @@ const GOLDEN: Array<{ name: string; input: () => Buffer; digest: string; size: n
     size: 2428611,
   },
   {
+    name: 'random block between text blocks (stored)',
+    input: () => Buffer.concat([textData(MiB), randomData(MiB, 5), textData(MiB / 2)]),
+    digest: 'sha256:635e78ec0e718fca23ade8fddd8c3714e7c711444d3e513aa59d01c65734cd15',
+    size: 1470514,
+  },
+  {
     name: 'three blocks exactly',
     input: () => mixedData(3 * MiB, 4),
     digest: 'sha256:bcac60de0f1d4e792344d96cd14d880c19b0fe133e1799ce041de472adbda240',
@@ -108,8 +114,9 @@ const GOLDEN: Array<{ name: string; input: () => Buffer; digest: string; size: n
 describe('deterministic gzip', () => {
   test('settings key names pako version, level and block size', () => {
     assert.equal(PAKO_VERSION, '3.0.3');
-    assert.equal(settingsKey(DEFAULT_GZIP_SETTINGS), 'gzip-pako3.0.3-l1-b1048576');
+    assert.equal(settingsKey(DEFAULT_GZIP_SETTINGS), 'gzip-pako3.0.3-l1-b1048576-si1');
     assert.equal(settingsKey({ level: 6, blockSize: 65536 }), 'gzip-pako3.0.3-l6-b65536');
+    assert.equal(settingsKey({ level: 6, blockSize: 65536, storeIncompressible: false }), 'gzip-pako3.0.3-l6-b65536');
   });
 
   test('invalid settings are refused', () => {
@@ -164,6 +171,21 @@ describe('deterministic gzip', () => {
     assert.ok(gunzipSync(whole).equals(input));
     cliCheck(whole, input);
     assert.notEqual(sha(whole), sha(await gzip([input], { pool: pool(2) })), 'settings must matter');
+  });
+
+  test('already-compressed blocks are stored, everything else deflated', async () => {
+    const random = randomData(2 * MiB, 6);
+    const text = textData(2 * MiB);
+    const gzRandom = await gzip([random], { pool: pool(2) });
+    const gzText = await gzip([text], { pool: pool(2) });
+    // Stored: 5 bytes per 64 KiB stored block, 5 per sync marker, 18 of framing.
+    assert.ok(gzRandom.length - random.length < 300, `random grew by ${gzRandom.length - random.length}`);
+    assert.ok(gzText.length < text.length / 3);
+    const off = { ...DEFAULT_GZIP_SETTINGS, storeIncompressible: false };
+    const deflated = await gzip([random], { settings: off, pool: pool(2) });
+    assert.ok(!deflated.equals(gzRandom), 'the setting must change the output');
+    assert.ok(gunzipSync(deflated).equals(random) && gunzipSync(gzRandom).equals(random));
+    cliCheck(gzRandom, random);
   });
 
   test('gzipDescribe reports digests and sizes of output and input', async () => {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { describe, test } from 'node:test';
 import { Deflate, Z_FINISH, Z_SYNC_FLUSH } from 'pako';
+import { looksIncompressible } from '../../src/compress/deflate-block.js';
 import { defaultWorkerCount, WorkerPool } from '../../src/compress/pool.js';
-import { mixedData } from './data.js';
+import { mixedData, randomData, textData } from './data.js';
 
 const gzipModule = fileURLToPath(new URL('../../src/compress/gzip.js', import.meta.url));
 const poolModule = fileURLToPath(new URL('../../src/compress/pool.js', import.meta.url));
@@ -70,6 +72,22 @@ describe('worker pool', () => {
     } finally {
       await pool.close();
     }
+  });
+
+  test('the incompressibility test tells random from text, and ignores small blocks', () => {
+    assert.equal(looksIncompressible(randomData(1024 * 1024, 1)), true);
+    assert.equal(looksIncompressible(randomData(64 * 1024, 2)), true);
+    assert.equal(looksIncompressible(randomData(64 * 1024 - 1, 2)), false);
+    assert.equal(looksIncompressible(textData(1024 * 1024)), false);
+    assert.equal(looksIncompressible(mixedData(1024 * 1024, 3)), false);
+    assert.equal(looksIncompressible(Buffer.alloc(1024 * 1024)), false);
+    // Every byte value exactly equally often (chi-square 0) yet extremely repetitive: the
+    // sample test must veto storing it.
+    const ramp = Buffer.alloc(256 * 1024);
+    for (let i = 0; i < ramp.length; i++) ramp[i] = i & 0xff;
+    assert.equal(looksIncompressible(ramp), false);
+    // Compressed data, the case the rule exists for.
+    assert.equal(looksIncompressible(gzipSync(textData(4 * 1024 * 1024), { level: 9 }).subarray(0, 1024 * 1024)), true);
   });
 
   test('close rejects queued work and later runs', async () => {
