@@ -53,8 +53,13 @@ export function synthesis(args: SourceArgs, spool: boolean): SynthesisOptions {
   };
 }
 
-export async function openSource(path: string, args: SourceArgs, spool: boolean): Promise<ImageSource> {
-  return openImageSource(path, { tmpdir: args.tmpdir, synthesis: synthesis(args, spool) });
+export async function openSource(path: string, args: SourceArgs, spool: boolean, overrides: Partial<SynthesisOptions> = {}): Promise<ImageSource> {
+  return openImageSource(sourcePath(path), { tmpdir: args.tmpdir, synthesis: { ...synthesis(args, spool), ...overrides } });
+}
+
+/** yargs turns a lone `-` positional into an empty string; `-` means standard input. */
+export function sourcePath(path: string): string {
+  return path === '' ? '-' : path;
 }
 
 export function reporterFor(args: GlobalArgs): ProgressReporter {

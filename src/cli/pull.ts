@@ -116,7 +116,8 @@ export const pullCommand: CommandModule<object, PullArgs> = {
                 if (doc.kind === 'manifest') target.addDockerImage(loadable.desc, doc.manifest.config, doc.manifest.layers, ref.tag ? [name] : []);
               }
             } else {
-              await target.addRoot(desc, annotations);
+              // A layout is often a shared mirror: the full name keeps app:1 and tools:1 apart.
+              await target.addRoot(desc, { ...annotations, [Annotation.refName]: fullName });
             }
             pulled.push({ ref: formatReference(ref), digest: desc.digest, mediaType: desc.mediaType, platform: formatPlatform(desc.platform) || undefined });
           } finally {

@@ -9,7 +9,7 @@ import { resolveRemote, type RemoteImage } from '../registry/source.js';
 import { parseReference } from '../registry/reference.js';
 import type { RegistryOptions } from '../registry/options.js';
 import { compareImages, verifyImages, type Comparison, type VerifyReport } from '../verify/index.js';
-import { json, openSource, out, reporterFor, run, selection, withSourceOptions, type SourceArgs } from './common.js';
+import { json, openSource, sourcePath, out, reporterFor, run, selection, withSourceOptions, type SourceArgs } from './common.js';
 import { registryOptions, withRegistryOptions, type RegistryArgs } from './registry-options.js';
 
 interface VerifyArgs extends SourceArgs, RegistryArgs {
@@ -52,7 +52,7 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
   handler: (args) =>
     run(args, async () => {
       const reporter = reporterFor(args);
-      const local = args.source === '-' || existsSync(args.source);
+      const local = sourcePath(args.source) === '-' || existsSync(args.source);
       if (!local && args.ref) throw usageError(`verify: ${args.source} is not a file or directory`);
       const opts = !local || args.ref ? await registryOptions(args, reporter) : {};
       try {
@@ -69,7 +69,7 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
         }
         // Integrity: layers as stored (a legacy archive's uncompressed layers are checked
         // against their diff_ids directly, without compressing them).
-        const stored = await openSource(args.source, { ...args, compression: 'none' }, false);
+        const stored = await openSource(args.source, { ...args, compression: 'none' }, false, { checkDiffIds: false });
         let report: VerifyReport;
         let comparison: { ref: string; result: Comparison } | undefined;
         try {
