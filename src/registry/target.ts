@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { TarpushError } from '../errors.js';
 import type { Descriptor } from '../image/descriptor.js';
-import type { Digest } from '../image/digest.js';
+import { sha256, type Digest } from '../image/digest.js';
 import { isManifestOrIndexType } from '../image/mediatypes.js';
 import type { Target } from '../image/target.js';
 import type { Progress } from '../progress/progress.js';
@@ -49,7 +49,11 @@ export class RegistryTarget implements Target {
 
   /** The digest the registry now serves for `tag` (Docker-Content-Digest of a HEAD), if any. */
   async remoteDigest(tag: string): Promise<Digest | undefined> {
-    return (await this.client.headManifest(tag))?.digest;
+    const head = await this.client.headManifest(tag);
+    if (!head) return undefined;
+    if (head.digest) return head.digest;
+    // Some registries leave Docker-Content-Digest off HEAD answers: hash what GET serves.
+    return sha256((await this.client.getManifest(tag)).bytes);
   }
 
   close(): Promise<void> {
