@@ -321,6 +321,10 @@ export class RegistryClient {
             out.destroy(e2 as Error);
             return;
           }
+          if (out.destroyed) {
+            res.body.destroy();
+            return;
+          }
         }
       }
     };
