@@ -328,7 +328,7 @@ export class RegistryClient {
         }
       }
     };
-    void pump();
+    pump().catch((e: unknown) => out.destroy(e as Error));
     return out;
   }
 
