@@ -77,6 +77,7 @@ export const pullCommand: CommandModule<object, PullArgs> = {
   describe: 'Download images (REF... OUT) into a docker-loadable OCI archive or an OCI layout',
   builder: (y) =>
     withRegistryOptions(y)
+      .usage('$0 pull REF... OUT [options]\n\nDownload images into a docker-loadable OCI archive (x.tar, x.tar.gz) or an OCI layout (oci:DIR)')
       .positional('args', { type: 'string', array: true, describe: 'One or more references, then the output: x.tar, x.tar.gz or oci:DIR' })
       .option('platform', { type: 'string', describe: 'Pick os/arch[/variant] from multi-platform images (default: this machine, linux/amd64 here)' })
       .option('all-platforms', { type: 'boolean', default: false, describe: 'Keep whole multi-platform indexes (their digests are kept)' })
