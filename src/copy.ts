@@ -21,6 +21,8 @@ export interface CopyOptions {
 export interface CopyStats {
   blobsSent: number;
   blobsSkipped: number;
+  /** Blobs the registry mounted from another repository (no bytes sent). */
+  blobsMounted: number;
   bytesSent: number;
   manifestsSent: number;
 }
@@ -43,7 +45,7 @@ class Limiter {
 
 /** One copy session: blobs shared by several images (e.g. push --all) are sent once. */
 export class Copier {
-  readonly stats: CopyStats = { blobsSent: 0, blobsSkipped: 0, bytesSent: 0, manifestsSent: 0 };
+  readonly stats: CopyStats = { blobsSent: 0, blobsSkipped: 0, blobsMounted: 0, bytesSent: 0, manifestsSent: 0 };
   private readonly blobs = new Map<string, Promise<void>>();
   private readonly manifests = new Map<string, Promise<void>>();
   private readonly limiter: Limiter;
@@ -116,11 +118,17 @@ export class Copier {
       return;
     }
     const progress = this.reporter.start(short, /config|container\.image/.test(desc.mediaType) ? 'config' : 'layer', desc.size);
+    let result;
     try {
-      await this.target.putBlob(desc, () => child.open(), progress);
+      result = await this.target.putBlob(desc, () => child.open(), progress);
     } catch (e) {
       progress.fail();
       throw e;
+    }
+    if (result?.mounted) {
+      progress.done('mounted');
+      this.stats.blobsMounted++;
+      return;
     }
     progress.done();
     this.stats.blobsSent++;

@@ -1,13 +1,5 @@
 import type { Argv } from 'yargs';
-import { CompressionCache } from '../compress/cache.js';
-import { ExitCode, TarpushError, isTarpushError } from '../errors.js';
-import { openImageSource } from '../formats/open.js';
-import type { ImageSource } from '../formats/source.js';
-import type { SynthesisOptions } from '../formats/synthesised.js';
-import { parsePlatform } from '../image/platform.js';
-import type { Selection } from '../formats/select.js';
-import { createReporter } from '../progress/reporter.js';
-import type { ProgressReporter } from '../progress/progress.js';
+import { CompressionCache, ExitCode, TarpushError, createReporter, isTarpushError, openImageSource, parsePlatform, type ImageSource, type ProgressReporter, type Selection, type SynthesisOptions } from '../index.js';
 
 /** Options every command takes. */
 export interface GlobalArgs {

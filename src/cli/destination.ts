@@ -1,5 +1,4 @@
-import { usageError } from '../errors.js';
-import { parseReference, type Reference } from '../registry/reference.js';
+import { parseReference, usageError, type Reference } from '../index.js';
 
 /** Where push sends an image: a registry repository or a local OCI layout (`oci:DIR[:TAG]`). */
 export type Destination = { kind: 'registry'; ref: Reference; text: string } | { kind: 'layout'; dir: string; tag?: string; text: string };

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { selectImages } from '../formats/select.js';
+import { selectImages } from '../index.js';
 import { json, openSource, out, run, selection, withSourceOptions, type SourceArgs } from './common.js';
 
 interface DigestArgs extends SourceArgs {

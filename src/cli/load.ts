@@ -1,10 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { Copier } from '../copy.js';
-import { OciLayoutTarget } from '../formats/oci-layout-writer.js';
-import { summarise, type EntrySummary } from '../formats/inspect.js';
-import { selectImages } from '../formats/select.js';
-import { Annotation } from '../image/descriptor.js';
-import { formatBytes } from '../progress/reporter.js';
+import { Annotation, Copier, OciLayoutTarget, formatBytes, selectImages, summarise, type EntrySummary } from '../index.js';
 import { json, openSource, out, reporterFor, run, selection, withSourceOptions, type SourceArgs } from './common.js';
 
 interface LoadArgs extends SourceArgs {

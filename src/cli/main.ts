@@ -1,7 +1,6 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { installCleanupHandlers } from '../archive/tempfiles.js';
-import { ExitCode } from '../errors.js';
+import { ExitCode, installCleanupHandlers } from '../index.js';
 import { digestCommand } from './digest.js';
 import { loadCommand } from './load.js';
 import { pushCommand } from './push.js';

@@ -1,17 +1,6 @@
 import { statSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { Copier } from '../copy.js';
-import { usageError } from '../errors.js';
-import { ArchiveTarget } from '../formats/archive-writer.js';
-import { OciLayoutTarget } from '../formats/oci-layout-writer.js';
-import { pickPlatform } from '../formats/select.js';
-import { readContent, type Content } from '../image/content.js';
-import { Annotation, type Descriptor, type Platform } from '../image/descriptor.js';
-import { parseDocument } from '../image/manifest.js';
-import { isIndexType } from '../image/mediatypes.js';
-import { formatPlatform, parsePlatform } from '../image/platform.js';
-import { resolveRemote } from '../registry/source.js';
-import { formatReference, parseReference, type Reference } from '../registry/reference.js';
+import { Annotation, ArchiveTarget, Copier, OciLayoutTarget, formatPlatform, formatReference, isIndexType, parseDocument, parsePlatform, parseReference, pickPlatform, readContent, resolveRemote, usageError, type Content, type Descriptor, type Platform, type Reference } from '../index.js';
 import { json, out, reporterFor, run, type GlobalArgs } from './common.js';
 import { parseLayoutDestination, parseSize } from './destination.js';
 import { registryOptions, withRegistryOptions, type RegistryArgs } from './registry-options.js';

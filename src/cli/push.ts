@@ -1,19 +1,9 @@
 import { writeFile, rename } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
-import { Copier } from '../copy.js';
-import { TarpushError, usageError } from '../errors.js';
-import { OciLayoutTarget } from '../formats/oci-layout-writer.js';
-import { selectImages, selectOne, type SelectedImage } from '../formats/select.js';
-import type { Descriptor } from '../image/descriptor.js';
-import { openRegistry } from '../registry/options.js';
-import { formatReference, repositoryName, type Reference } from '../registry/reference.js';
-import { RegistryTarget } from '../registry/target.js';
-import type { ProgressReporter } from '../progress/progress.js';
-import { installGracefulInterrupt } from '../interrupt.js';
+import { Copier, OciLayoutTarget, RegistryTarget, TarpushError, formatReference, installGracefulInterrupt, openRegistry, repositoryName, selectImages, selectOne, usageError, type Descriptor, type ProgressReporter, type Reference, type RegistryOptions, type SelectedImage } from '../index.js';
 import { json, openSource, out, reporterFor, run, selection, withSourceOptions, type SourceArgs } from './common.js';
 import { destinationForTag, parseDestination, parseSize } from './destination.js';
 import { registryOptions, withRegistryOptions, type RegistryArgs } from './registry-options.js';
-import type { RegistryOptions } from '../registry/options.js';
 
 interface PushArgs extends SourceArgs, RegistryArgs {
   source: string;
@@ -33,6 +23,7 @@ interface Pushed {
   size: number;
   blobsSent: number;
   blobsSkipped: number;
+  blobsMounted: number;
   bytesSent: number;
 }
 
@@ -79,6 +70,7 @@ function summary(image: SelectedImage, dest: string, desc: Descriptor, copier: C
     size: desc.size,
     blobsSent: copier.stats.blobsSent,
     blobsSkipped: copier.stats.blobsSkipped,
+    blobsMounted: copier.stats.blobsMounted,
     bytesSent: copier.stats.bytesSent,
   };
 }
@@ -135,7 +127,7 @@ export const pushCommand: CommandModule<object, PushArgs> = {
             const result = await pushToRegistry(image, ref, opts, args.jobs, reporter, mountFrom.filter((r) => r !== ref.repository));
             if (!mountFrom.includes(ref.repository)) mountFrom.push(ref.repository);
             pushed.push(result);
-            reporter.info(`pushed ${repositoryName(ref)}: ${result.blobsSent} blob(s) sent, ${result.blobsSkipped} already there`);
+            reporter.info(`pushed ${repositoryName(ref)}: ${result.blobsSent} blob(s) sent, ${result.blobsMounted} mounted, ${result.blobsSkipped} already there`);
           }
         }
       } finally {

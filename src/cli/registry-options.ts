@@ -1,8 +1,5 @@
 import type { Argv } from 'yargs';
-import { readAll } from '../image/content.js';
-import { usageError } from '../errors.js';
-import type { ProgressReporter } from '../progress/progress.js';
-import type { RegistryOptions } from '../registry/options.js';
+import { readAll, usageError, type ProgressReporter, type RegistryOptions } from '../index.js';
 
 /** Transport and credential options shared by push, pull and verify. */
 export interface RegistryArgs {

@@ -1,14 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { usageError } from '../errors.js';
-import { selectImages, pickPlatform } from '../formats/select.js';
-import type { Content } from '../image/content.js';
-import { isIndexType } from '../image/mediatypes.js';
-import { parsePlatform } from '../image/platform.js';
-import { resolveRemote, type RemoteImage } from '../registry/source.js';
-import { parseReference } from '../registry/reference.js';
-import type { RegistryOptions } from '../registry/options.js';
-import { compareImages, verifyImages, type Comparison, type VerifyReport } from '../verify/index.js';
+import { compareImages, isIndexType, parsePlatform, parseReference, pickPlatform, resolveRemote, selectImages, usageError, verifyImages, type Comparison, type Content, type RegistryOptions, type RemoteImage, type VerifyReport } from '../index.js';
 import { json, openSource, sourcePath, out, reporterFor, run, selection, withSourceOptions, type SourceArgs } from './common.js';
 import { registryOptions, withRegistryOptions, type RegistryArgs } from './registry-options.js';
 

@@ -3,7 +3,7 @@ import { TarpushError } from '../errors.js';
 import type { Descriptor } from '../image/descriptor.js';
 import { sha256, type Digest } from '../image/digest.js';
 import { isManifestOrIndexType } from '../image/mediatypes.js';
-import type { Target } from '../image/target.js';
+import type { PutBlobResult, Target } from '../image/target.js';
 import type { Progress } from '../progress/progress.js';
 import type { RegistryClient, UploadResult } from './client.js';
 
@@ -33,11 +33,12 @@ export class RegistryTarget implements Target {
   }
 
   /** How the blob got there is recorded in `results` (mounted blobs send nothing). */
-  async putBlob(desc: Descriptor, open: () => Promise<Readable>, progress?: Progress): Promise<void> {
+  async putBlob(desc: Descriptor, open: () => Promise<Readable>, progress?: Progress): Promise<PutBlobResult> {
     const result = await this.client.uploadBlob(desc, open, progress, {
       ...(this.opts.mountFrom ? { mountFrom: this.opts.mountFrom } : {}),
     });
     this.results.set(desc.digest, result);
+    return { mounted: result.how === 'mounted' };
   }
 
   async putManifest(desc: Descriptor, bytes: Buffer, tag?: string): Promise<void> {
