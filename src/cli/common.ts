@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import type { Argv } from 'yargs';
 import { CompressionCache, ExitCode, TarpushError, createReporter, isTarpushError, openImageSource, parsePlatform, type ImageSource, type ProgressReporter, type Selection, type SynthesisOptions } from '../index.js';
 
@@ -36,17 +37,21 @@ export function selection(args: SourceArgs): Selection {
   return { image: args.image, platform: args.platform ? parsePlatform(args.platform) : undefined };
 }
 
-export function synthesis(args: SourceArgs, spool: boolean): SynthesisOptions {
-  return {
+export interface OpenSourceHow extends Partial<SynthesisOptions> {
+  /** Keep compressed layers for upload (push, load --layout): no layer is compressed twice. */
+  spool?: boolean;
+}
+
+export async function openSource(path: string, args: SourceArgs, how: OpenSourceHow = {}): Promise<ImageSource> {
+  const { spool, ...overrides } = how;
+  const synthesis: SynthesisOptions = {
     format: args.format,
     compression: args.compression,
     cache: args.cache ? new CompressionCache() : undefined,
-    spoolDir: spool ? (args.tmpdir ?? (process.env.TMPDIR || '/tmp')) : false,
+    spoolDir: spool ? (args.tmpdir ?? tmpdir()) : false,
+    ...overrides,
   };
-}
-
-export async function openSource(path: string, args: SourceArgs, spool: boolean, overrides: Partial<SynthesisOptions> = {}): Promise<ImageSource> {
-  return openImageSource(sourcePath(path), { tmpdir: args.tmpdir, synthesis: { ...synthesis(args, spool), ...overrides } });
+  return openImageSource(sourcePath(path), { tmpdir: args.tmpdir, synthesis });
 }
 
 /** yargs turns a lone `-` positional into an empty string; `-` means standard input. */

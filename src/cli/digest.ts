@@ -16,7 +16,7 @@ export const digestCommand: CommandModule<object, DigestArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'Print a JSON list instead' }) as never,
   handler: (args) =>
     run(args, async () => {
-      const source = await openSource(args.source, args, false);
+      const source = await openSource(args.source, args);
       try {
         const selected = await selectImages(source, selection(args));
         const rows = [];

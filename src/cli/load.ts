@@ -42,8 +42,8 @@ export const loadCommand: CommandModule<object, LoadArgs> = {
       .option('layout', { type: 'string', describe: 'Import the image(s) into this OCI layout directory (created or added to)' }) as never,
   handler: (args) =>
     run(args, async () => {
-      const source = await openSource(args.source, args, Boolean(args.layout));
       const reporter = reporterFor(args);
+      const source = await openSource(args.source, args, { spool: Boolean(args.layout), reporter });
       try {
         const selected = await selectImages(source, selection(args));
         const summaries: EntrySummary[] = [];

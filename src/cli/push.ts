@@ -103,7 +103,7 @@ export const pushCommand: CommandModule<object, PushArgs> = {
       installGracefulInterrupt((m) => reporter.info(m));
       const opts = await registryOptions(args, reporter);
       if (args['chunk-size']) opts.chunkSize = parseSize(args['chunk-size'], '--chunk-size');
-      const source = await openSource(args.source, args, true);
+      const source = await openSource(args.source, args, { spool: true, reporter });
       const pushed: Pushed[] = [];
       try {
         const images = args.all ? await selectImages(source, selection(args)) : [await selectOne(source, selection(args))];

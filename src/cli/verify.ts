@@ -61,7 +61,7 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
         }
         // Integrity: layers as stored (a legacy archive's uncompressed layers are checked
         // against their diff_ids directly, without compressing them).
-        const stored = await openSource(args.source, { ...args, compression: 'none' }, false, { checkDiffIds: false });
+        const stored = await openSource(args.source, args, { compression: 'none', checkDiffIds: false });
         let report: VerifyReport;
         let comparison: { ref: string; result: Comparison } | undefined;
         try {
@@ -90,7 +90,7 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
 
 /** The image as push would send it (synthesised layers gzipped), against the registry's. */
 async function compareWithRemote(args: VerifyArgs, opts: RegistryOptions): Promise<Comparison> {
-  const source = await openSource(args.source, args, false);
+  const source = await openSource(args.source, args);
   try {
     const [local] = await selectImages(source, selection(args));
     const { remote, content } = await remoteRoot(args.ref!, opts, args.platform);

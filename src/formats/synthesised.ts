@@ -12,6 +12,7 @@ import type { Content } from '../image/content.js';
 import type { Descriptor } from '../image/descriptor.js';
 import { DigestingStream, sha256, verifyStream, type Digest } from '../image/digest.js';
 import { serialiseManifest } from '../image/manifest.js';
+import type { ProgressReporter } from '../progress/progress.js';
 import { MediaType, layerMediaType, type LayerCompression, type ManifestFormat } from '../image/mediatypes.js';
 
 /**
@@ -35,6 +36,8 @@ export interface SynthesisOptions {
    * verify turns it off to report every such layer itself instead of stopping at the first.
    */
   checkDiffIds?: boolean;
+  /** Says (with --debug) when a layer is compressed, so a run can show it never does so twice. */
+  reporter?: ProgressReporter;
 }
 
 export const DEFAULT_SYNTHESIS: SynthesisOptions = { format: 'docker', compression: 'gzip' };
@@ -112,6 +115,7 @@ export class ArchiveLayer implements Content {
       const hit = await this.opts.cache.get(this.diffId, key);
       if (hit) return { mediaType, size: hit.size, digest: hit.digest };
     }
+    this.opts.reporter?.debug(`compressing layer ${this.member} to learn its digest${this.opts.spoolDir ? ' (kept for upload)' : ''}`);
     const result = this.opts.spoolDir ? await this.compressToSpool(this.opts.spoolDir) : await gzipDescribe(this.tree.open(this.member));
     if (this.diffId && result.diffId !== this.diffId && this.opts.checkDiffIds !== false) {
       throw inputError(this.tree.where, `layer ${this.member} has diff_id ${result.diffId} but the config says ${this.diffId}`);
@@ -145,7 +149,10 @@ export class ArchiveLayer implements Content {
     const stored = await this.stored.get();
     let raw: Readable;
     if (this.spool) raw = createReadStream(this.spool);
-    else if (this.willCompress(stored)) raw = this.tree.open(this.member).pipe(createGzipStream());
+    else if (this.willCompress(stored)) {
+      this.opts.reporter?.debug(`compressing layer ${this.member} while sending it (digest known from the cache)`);
+      raw = this.tree.open(this.member).pipe(createGzipStream());
+    }
     else raw = this.tree.open(this.member);
     const verified = verifyStream(desc, `${this.tree.where}: ${this.member}`);
     raw.on('error', (e) => verified.destroy(e));

@@ -71,6 +71,23 @@ describe('push to a plain HTTP registry', () => {
     assert.equal(report.blobsSkipped, 3);
   });
 
+  test('no layer is compressed twice in a run, and none when the cache knows it and the registry has it', async () => {
+    const env = { TARPUSH_CACHE_DIR: join(dir, 'cache-compress-count') };
+    const count = (stderr: string, what: RegExp) => stderr.split('\n').filter((l) => /compressing layer/.test(l) && what.test(l)).length;
+    const cold = await tarpush(['push', legacyPath, `${reg.host}/count/a:1`, '--debug'], env);
+    assert.equal(cold.code, 0, cold.stderr);
+    assert.equal(count(cold.stderr, /to learn its digest \(kept for upload\)/), 2, 'each of the two layers compressed once, kept for the upload');
+    assert.equal(count(cold.stderr, /while sending/), 0);
+    const again = await tarpush(['push', legacyPath, `${reg.host}/count/a:1`, '--debug'], env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(count(again.stderr, /./), 0, 'cache knows the digests and the registry has the blobs: no compression');
+    const elsewhere = await tarpush(['push', legacyPath, `${reg.host}/count/b:1`, '--debug'], env);
+    assert.equal(elsewhere.code, 0, elsewhere.stderr);
+    assert.equal(count(elsewhere.stderr, /to learn its digest/), 0, 'digests come from the cache');
+    assert.equal(count(elsewhere.stderr, /while sending/), 2, 'compressed once each, while uploading');
+    assert.equal(elsewhere.stdout.replace(/.*@/, ''), cold.stdout.replace(/.*@/, ''));
+  });
+
   test('OCI layouts and multi-platform indexes keep their digest', async () => {
     const idx = await tarpush(['push', testdata('stereoscope/pkg/image/oci/testdata/multiplatform_oci_dir'), `${reg.host}/multi/app:latest`]);
     assert.equal(idx.code, 0, idx.stderr);
