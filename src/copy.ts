@@ -1,6 +1,6 @@
 import { readContent, type Content } from './image/content.js';
 import type { Descriptor } from './image/descriptor.js';
-import { isIndexType, isManifestOrIndexType } from './image/mediatypes.js';
+import { isManifestOrIndexType } from './image/mediatypes.js';
 import type { Target } from './image/target.js';
 import { silentReporter, type ProgressReporter } from './progress/progress.js';
 import { isForeign } from './formats/synthesised.js';
@@ -88,8 +88,8 @@ export class Copier {
   }
 
   private async copyChild(child: Content): Promise<void> {
-    const early = child.known?.();
-    if (early && isManifestOrIndexType(early.mediaType)) {
+    // Manifests (an index's children) recurse; everything else is a blob.
+    if (isManifestOrIndexType(child.known?.()?.mediaType)) {
       await this.copyManifest(child);
       return;
     }
@@ -97,7 +97,6 @@ export class Copier {
     await this.limiter.run(async () => {
       checkInterrupted(this.target.where);
       const desc = await child.describe();
-      if (isIndexType(desc.mediaType) || isManifestOrIndexType(desc.mediaType)) return;
       if (isForeign(desc) || desc.urls?.length) return; // the registry fetches these from their URLs
       let pending = this.blobs.get(desc.digest);
       if (!pending) {
@@ -105,9 +104,9 @@ export class Copier {
         this.blobs.set(desc.digest, pending);
       }
       await pending;
+      // A 10 GiB image must not keep all its compressed layers on disk until the end.
+      await child.release?.();
     });
-    const desc = await child.describe();
-    if (isManifestOrIndexType(desc.mediaType)) await this.copyManifest(child);
   }
 
   private async sendBlob(child: Content, desc: Descriptor): Promise<void> {

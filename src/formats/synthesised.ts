@@ -159,8 +159,8 @@ export class ArchiveLayer implements Content {
     return raw.pipe(verified);
   }
 
-  /** Removes the spool file, if any. */
-  async dispose(): Promise<void> {
+  /** Removes the spool file, if any; a later open() compresses again on the fly. */
+  async release(): Promise<void> {
     if (this.spool) await releaseTemp(this.spool);
     this.spool = undefined;
   }

@@ -22,6 +22,8 @@ export interface Content {
   children(): Promise<Content[]>;
   /** The descriptor when it is known without any work (no compression, no reads). */
   known?(): Descriptor | undefined;
+  /** Frees temporary resources (a spooled compressed layer); the node stays usable. */
+  release?(): Promise<void>;
 }
 
 /** What a format reader implements: raw bytes of a blob it holds, by descriptor. */
