@@ -69,7 +69,10 @@ const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
 export interface GzipStreamOptions {
   settings?: GzipSettings;
   pool?: WorkerPool;
-  /** Blocks compressing at once for this stream (default 2 per worker): bounds its memory. */
+  /**
+   * Blocks compressing at once for this stream: bounds its memory. The default, one per worker
+   * plus one queued, keeps the workers busy (more only added RSS in bench/digest.ts).
+   */
   maxInFlight?: number;
   /** Also compute sha256 of the input (the layer's diff_id), read from `diffId` after the end. */
   hashInput?: boolean;
@@ -105,7 +108,7 @@ export class GzipStream extends Transform {
     this.settings = { ...(opts.settings ?? DEFAULT_GZIP_SETTINGS) };
     checkSettings(this.settings);
     this.pool = opts.pool ?? sharedPool();
-    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 2 * this.pool.size);
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? this.pool.size + 1);
     if (opts.hashInput) this.inputHash = createHash('sha256');
     this.block = newBlock(this.settings.blockSize);
   }
