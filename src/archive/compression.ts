@@ -2,7 +2,6 @@ import { Duplex, PassThrough, type Transform } from 'node:stream';
 import { ReadableStream, type ReadableStreamDefaultController, type ReadableStreamDefaultReader } from 'node:stream/web';
 import { createGunzip } from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
-import xzDecompress from 'xz-decompress';
 import { TarpushError } from '../errors.js';
 
 /**
@@ -179,7 +178,8 @@ function zstdError(e: unknown, where: string): DecompressionError {
 
 // ---- xz ---------------------------------------------------------------------------------------
 
-const { XzReadableStream } = xzDecompress;
+/** Loaded on first use: its WASM decoder costs ~8 MiB that inputs without xz never need. */
+const loadXz = async () => (await import('xz-decompress')).default.XzReadableStream;
 
 /**
  * xz-decompress allows one live decoder per process (a module-wide mutex around its WASM
@@ -229,7 +229,7 @@ class XzDecompressStream extends Duplex {
   }
 
   private start(): Promise<void> {
-    this.starting ??= acquireXzTurn().then((release) => {
+    this.starting ??= Promise.all([acquireXzTurn(), loadXz()]).then(([release, XzReadableStream]) => {
       if (this.destroyed) {
         release();
         return;

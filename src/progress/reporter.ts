@@ -1,4 +1,4 @@
-import ora, { type Ora } from 'ora';
+import type { Ora } from 'ora';
 import type { Progress, ProgressReporter } from './progress.js';
 
 /**
@@ -56,6 +56,9 @@ export function createReporter(opts: ReporterOptions = {}): ProgressReporter {
   const running = new Map<string, Unit>();
   const tty = opts.tty ?? Boolean(process.stderr.isTTY);
   let spinner: Ora | undefined;
+  // ora (and what it pulls in) loads only when a terminal will show it.
+  let makeSpinner: ((o: { stream: NodeJS.WriteStream; discardStdin: boolean }) => Ora) | undefined;
+  if (tty && !opts.quiet) void import('ora').then((m) => (makeSpinner = m.default));
   let timer: NodeJS.Timeout | undefined;
   let seq = 0;
 
@@ -63,7 +66,8 @@ export function createReporter(opts: ReporterOptions = {}): ProgressReporter {
     const now = Date.now();
     const units = [...running.values()];
     if (tty) {
-      if (!spinner) spinner = ora({ stream: out as NodeJS.WriteStream, discardStdin: false }).start();
+      if (!spinner && !makeSpinner) return; // still loading; the next tick shows it
+      spinner ??= makeSpinner!({ stream: out as NodeJS.WriteStream, discardStdin: false }).start();
       spinner.text = units.map((u) => describeUnit(u, now)).join('  ') || 'working';
     } else {
       for (const u of units) write(`  ${describeUnit(u, now)}`);

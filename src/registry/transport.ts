@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
-import { Agent, EnvHttpProxyAgent, type Dispatcher } from 'undici';
+import type { Dispatcher, EnvHttpProxyAgent } from 'undici';
 import { TarpushError } from '../errors.js';
 import { silentReporter, type ProgressReporter } from '../progress/progress.js';
 import { redactUrl } from './redact.js';
@@ -181,7 +181,9 @@ function hasProxyEnv(env: NodeJS.ProcessEnv): boolean {
 export class Transport {
   /** The registry's API host (`registry-1.docker.io`, `127.0.0.1:5000`). */
   readonly host: string;
-  private readonly dispatcher: Dispatcher;
+  /** Made on first use: undici costs ~20 MiB and 20 ms to load, which offline commands skip. */
+  private dispatcher?: Promise<Dispatcher>;
+  private readonly makeDispatcher: () => Promise<Dispatcher>;
   private readonly reporter: ProgressReporter;
   private readonly userAgent: string;
   private readonly maxAttempts: number;
@@ -211,16 +213,20 @@ export class Transport {
     }
     const common = { keepAliveTimeout: 30_000, connect: { ...tls, timeout: 30_000 } };
     const env = opts.env ?? process.env;
-    this.dispatcher = hasProxyEnv(env) && (opts.proxyLoopback || !isLoopbackHost(host))
-      ? new EnvHttpProxyAgent({
-          ...common,
-          // ProxyAgent takes the registry's TLS settings as requestTls, not connect.
-          requestTls: tls,
-          httpProxy: env.HTTP_PROXY ?? env.http_proxy,
-          httpsProxy: env.HTTPS_PROXY ?? env.https_proxy ?? env.HTTP_PROXY ?? env.http_proxy,
-          noProxy: env.NO_PROXY ?? env.no_proxy ?? '',
-        } as ConstructorParameters<typeof EnvHttpProxyAgent>[0])
-      : new Agent(common);
+    const useProxy = hasProxyEnv(env) && (opts.proxyLoopback || !isLoopbackHost(host));
+    this.makeDispatcher = async () => {
+      const undici = await import('undici');
+      return useProxy
+        ? new undici.EnvHttpProxyAgent({
+            ...common,
+            // ProxyAgent takes the registry's TLS settings as requestTls, not connect.
+            requestTls: tls,
+            httpProxy: env.HTTP_PROXY ?? env.http_proxy,
+            httpsProxy: env.HTTPS_PROXY ?? env.https_proxy ?? env.HTTP_PROXY ?? env.http_proxy,
+            noProxy: env.NO_PROXY ?? env.no_proxy ?? '',
+          } as ConstructorParameters<typeof EnvHttpProxyAgent>[0])
+        : new undici.Agent(common);
+    };
   }
 
   /** `https://host` or `http://host`, as currently decided for this registry. */
@@ -295,7 +301,8 @@ export class Transport {
     const headers: Record<string, string> = { 'user-agent': this.userAgent, ...req.headers };
     const body = typeof req.body === 'string' ? Buffer.from(req.body) : req.body;
     if (Buffer.isBuffer(body) && headers['content-length'] === undefined) headers['content-length'] = String(body.length);
-    const r = await this.dispatcher.request({
+    this.dispatcher ??= this.makeDispatcher();
+    const r = await (await this.dispatcher).request({
       origin: url.origin,
       path: `${url.pathname}${url.search}`,
       method: req.method as Dispatcher.HttpMethod,
@@ -353,7 +360,7 @@ export class Transport {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    if (this.dispatcher) await (await this.dispatcher).close();
   }
 }
 
