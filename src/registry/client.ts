@@ -28,6 +28,11 @@ export const MANIFEST_ACCEPT = [
 ];
 
 export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
+/**
+ * Blobs up to this size go in one PUT, read into memory first so the source's verification has
+ * passed before the PUT commits them. Larger ones stream in chunks and end with an empty PUT.
+ */
+const MONOLITHIC_MAX = 1024 * 1024;
 /** Consecutive failures without progress after which a transfer gives up. */
 const MAX_TRANSFER_FAILURES = 5;
 
@@ -405,9 +410,11 @@ export class RegistryClient {
   }
 
   /**
-   * Uploads a blob from `open()` (a verified stream). Small blobs go in one PUT, larger ones in
-   * chunks, each confirmed chunk recorded so a later run can resume. Within a run, failures are
-   * recovered by asking the registry for the upload's status and continuing from there.
+   * Uploads a blob from `open()` (a verified stream). Small blobs go in one PUT; larger ones
+   * stream in chunks (memory does not grow with chunk or blob size), each confirmed chunk
+   * recorded so a later run can resume, and are committed by an empty PUT only once the source
+   * has ended verified. Within a run, failures are recovered by asking the registry for the
+   * upload's status and reopening the source at the offset it reports.
    */
   async uploadBlob(
     desc: Pick<Descriptor, 'digest' | 'size'>,
@@ -449,8 +456,12 @@ export class RegistryClient {
       session ??= await this.startUpload();
     }
 
-    const cursor = new SourceCursor(open);
+    const cursor = new SourceCursor(open, desc, this.where);
     let bytesSent = 0;
+    const sent = (n: number): void => {
+      bytesSent += n;
+      progress?.advance(n);
+    };
     let failures = 0;
     let { location, offset } = session;
     progress?.reset(offset);
@@ -463,29 +474,24 @@ export class RegistryClient {
     };
 
     try {
-      await cursor.seek(offset);
       for (;;) {
         try {
-          if (cursor.position !== offset) await cursor.seek(offset);
+          await cursor.seek(offset);
           // Ctrl-C stops between chunks: a half-sent chunk would cost the whole session.
           if (offset < desc.size) checkInterrupted(this.where);
-          const chunk = this.chunkSize;
-          if (offset === 0 && desc.size <= chunk) {
-            // Monolithic: the whole (small) blob in the final PUT.
+          if (offset === 0 && desc.size <= Math.min(this.chunkSize, MONOLITHIC_MAX)) {
             const data = await cursor.read(desc.size);
-            await this.checkEnd(cursor, desc, data.length);
-            await this.finishUpload(location, desc.digest, data, progress, (n) => (bytesSent += n));
+            await cursor.finish();
+            await this.finishUpload(location, desc.digest, data, sent);
             break;
           }
           if (offset < desc.size) {
-            const data = await cursor.read(Math.min(chunk, desc.size - offset));
-            // Before the last chunk leaves, the source must have passed its verification.
-            if (offset + data.length >= desc.size) await this.checkEnd(cursor, desc, offset + data.length);
-            const next = await this.patchChunk(location, offset, data, progress, (n) => (bytesSent += n));
+            const length = Math.min(this.chunkSize, desc.size - offset);
+            const body = await cursor.body(length, sent);
+            const next = await this.patchChunk(location, offset, length, body);
             location = next.location;
-            if (next.offset !== offset + data.length) {
-              this.transport.debug(`registry confirmed ${next.offset} bytes where ${offset + data.length} were sent`);
-              await cursor.seek(next.offset);
+            if (next.offset !== offset + length) {
+              this.transport.debug(`registry confirmed ${next.offset} bytes where ${offset + length} were sent`);
               progress?.reset(next.offset);
             }
             offset = next.offset;
@@ -493,10 +499,13 @@ export class RegistryClient {
             await persist();
             continue;
           }
-          await this.checkEnd(cursor, desc, offset);
-          await this.finishUpload(location, desc.digest, Buffer.alloc(0), progress, () => {});
+          // Every byte is with the registry; only a source that ended cleanly (verified) may commit them.
+          await cursor.finish();
+          await this.finishUpload(location, desc.digest, Buffer.alloc(0), sent);
           break;
-        } catch (e) {
+        } catch (caught) {
+          // A request whose body broke because the source failed reports the source's error.
+          const e = cursor.failure ?? caught;
           if (!this.recoverable(e)) throw e;
           if (++failures > MAX_TRANSFER_FAILURES) throw this.exhausted(e, desc.digest);
           const delay = this.backoff(failures);
@@ -517,7 +526,6 @@ export class RegistryClient {
             location = status.location;
             offset = status.offset;
           }
-          await cursor.seek(offset);
           progress?.reset(offset);
           await persist();
         }
@@ -559,56 +567,25 @@ export class RegistryClient {
     return e instanceof RecoverableStatus || e instanceof AuthReplayNeeded || isRetryableNetworkError(e);
   }
 
-  /** Reads the source to its end (running its verification) and checks nothing is left over. */
-  private async checkEnd(cursor: SourceCursor, desc: Pick<Descriptor, 'digest' | 'size'>, read: number): Promise<void> {
-    const extra = await cursor.finish();
-    if (read !== desc.size || extra > 0) {
-      throw new BlobMismatchError(this.where, { digest: desc.digest, size: desc.size }, { size: read + extra });
-    }
-  }
-
-  private bodyStream(data: Buffer, progress: Progress | undefined, count: (n: number) => void): Readable {
-    const SLICE = 256 * 1024;
-    let at = 0;
-    return new Readable({
-      read() {
-        if (at >= data.length) {
-          this.push(null);
-          return;
-        }
-        const piece = data.subarray(at, at + SLICE);
-        at += piece.length;
-        count(piece.length);
-        progress?.advance(piece.length);
-        this.push(piece);
-      },
-    });
-  }
-
-  private async patchChunk(
-    location: string,
-    offset: number,
-    data: Buffer,
-    progress: Progress | undefined,
-    count: (n: number) => void,
-  ): Promise<UploadSession> {
+  /** Sends `length` bytes streamed from `body` at `offset`; returns where the upload now stands. */
+  private async patchChunk(location: string, offset: number, length: number, body: Readable): Promise<UploadSession> {
     const res = await this.call({
       method: 'PATCH',
       url: location,
       headers: {
         'content-type': 'application/octet-stream',
-        'content-length': String(data.length),
-        'content-range': `${offset}-${offset + data.length - 1}`,
+        'content-length': String(length),
+        'content-range': `${offset}-${offset + length - 1}`,
       },
-      body: this.bodyStream(data, progress, count),
-    });
+      body,
+    }).finally(() => body.destroy()); // an early answer (401, 5xx) leaves it unread: pull no more
     if (res.status === 202 || res.status === 204) {
       await res.dump();
       const loc = headerValue(res.headers, 'location');
       const confirmed = parseUploadRange(headerValue(res.headers, 'range'));
       return {
         location: loc ? new URL(loc, res.url).href : location,
-        offset: confirmed !== undefined && confirmed > 0 ? confirmed : offset + data.length,
+        offset: confirmed !== undefined && confirmed > 0 ? confirmed : offset + length,
       };
     }
     if (res.status === 416 || res.status === 408 || res.status === 429 || res.status >= 500) {
@@ -618,22 +595,21 @@ export class RegistryClient {
     throw await this.responseError(res, 'uploading a blob chunk');
   }
 
-  private async finishUpload(
-    location: string,
-    digest: Digest,
-    data: Buffer,
-    progress: Progress | undefined,
-    count: (n: number) => void,
-  ): Promise<void> {
+  /** Commits the upload with its last (already verified) bytes, `data`, possibly none. */
+  private async finishUpload(location: string, digest: Digest, data: Buffer, sent: (n: number) => void): Promise<void> {
     const url = new URL(location);
     url.searchParams.set('digest', digest);
     const res = await this.call({
       method: 'PUT',
       url: url.href,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(data.length) },
-      body: data.length ? this.bodyStream(data, progress, count) : Buffer.alloc(0),
+      body: data,
+      // A PUT cut off mid-body costs its session on some registries; uploadBlob recovers by
+      // asking for the upload's status, which a blind replay here would not.
+      retry: data.length === 0,
     });
     if (res.status === 201 || res.status === 204 || res.status === 200) {
+      sent(data.length);
       await res.dump();
       const got = headerValue(res.headers, 'docker-content-digest');
       if (got && got !== digest) {

@@ -1,28 +1,32 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { BlobMismatchError, type Digest } from '../image/digest.js';
 
 /**
- * Reads a blob's (verified) stream in chunks for upload, and can go back: the last chunk read
- * is kept, so a chunk the registry did not confirm is replayed from memory; going back further
- * reopens the source and reads (and so re-verifies) up to the position. Memory stays bounded
- * by one chunk.
+ * Reads a blob's (verified) source stream for upload, one request body at a time, holding
+ * nothing but the piece in hand: memory does not grow with chunk or blob size. Going back (to
+ * the offset a registry confirmed after a failed chunk) reopens the source and reads up to the
+ * offset, so skipped bytes are verified like every other byte.
  */
 export class SourceCursor {
   private stream?: Readable;
-  private iterator?: AsyncIterator<Buffer>;
+  private iterator?: AsyncIterator<Buffer | Uint8Array>;
   /** Bytes pulled from the stream but not yet handed out. */
   private pending: Buffer = Buffer.alloc(0);
-  /** Stream position just after `pending`. */
-  private streamPos = 0;
-  /** The last chunk handed out and where it started, for replay. */
-  private held: Buffer = Buffer.alloc(0);
-  private heldStart = 0;
-  /** Next byte read() returns. */
+  /** Bytes handed out (to bodies, read() or skipping) since the source was opened. */
   private pos = 0;
   private ended = false;
+  /** The body's pull in progress, which may still hand out bytes after its request failed. */
+  private inflight: Promise<void> = Promise.resolve();
+  /** The source's own error, to report in place of however a request carrying its bytes failed. */
+  failure?: unknown;
   /** How often the source was opened (for debug and tests). */
   opens = 0;
 
-  constructor(private readonly open: () => Promise<Readable>) {}
+  constructor(
+    private readonly open: () => Promise<Readable>,
+    private readonly expected: { digest: Digest; size: number },
+    private readonly where: string,
+  ) {}
 
   get position(): number {
     return this.pos;
@@ -32,99 +36,108 @@ export class SourceCursor {
     this.close();
     this.stream = await this.open();
     this.opens++;
-    this.iterator = this.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    this.iterator = this.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer | Uint8Array>;
     this.pending = Buffer.alloc(0);
-    this.streamPos = 0;
-    this.held = Buffer.alloc(0);
-    this.heldStart = 0;
     this.pos = 0;
     this.ended = false;
+    this.failure = undefined;
   }
 
-  /** Start of the bytes still available without reopening. */
-  private get availableFrom(): number {
-    return this.held.length > 0 ? this.heldStart : this.streamPos - this.pending.length;
-  }
-
-  /** Positions the cursor at `offset`, reading (and verifying) any bytes before it. */
-  async seek(offset: number): Promise<void> {
-    if (!this.stream || offset < this.availableFrom) await this.reopen();
-    const streamNext = this.streamPos - this.pending.length; // first byte of pending
-    if (offset <= streamNext) {
-      this.pos = offset;
-      return;
-    }
-    // Forward: drop held and skip through the stream.
-    this.held = Buffer.alloc(0);
-    this.pos = streamNext;
-    await this.skip(offset - streamNext);
-  }
-
-  private async skip(n: number): Promise<void> {
-    let left = n;
-    while (left > 0) {
-      if (this.pending.length === 0 && !(await this.pull())) break;
-      const take = Math.min(left, this.pending.length);
-      this.pending = this.pending.subarray(take);
-      left -= take;
-      this.pos += take;
-    }
-  }
-
-  private async pull(): Promise<boolean> {
-    if (this.ended) return false;
-    const r = await this.iterator!.next();
-    if (r.done) {
-      this.ended = true;
-      return false;
-    }
-    const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
-    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.streamPos += chunk.length;
-    return true;
-  }
-
-  /** The next `n` bytes (fewer only at the end of the source). */
-  async read(n: number): Promise<Buffer> {
-    if (!this.stream) await this.reopen();
-    // `held` always ends where `pending` starts, so its tail from `pos` can be replayed.
-    const inHeld = this.held.length > 0 && this.pos >= this.heldStart && this.pos < this.heldStart + this.held.length;
-    const tail = inHeld ? this.held.subarray(this.pos - this.heldStart) : Buffer.alloc(0);
-    let out: Buffer;
-    if (tail.length >= n) {
-      out = tail.subarray(0, n);
-      this.held = tail;
-    } else {
-      const parts: Buffer[] = tail.length ? [tail] : [];
-      let got = tail.length;
-      while (got < n) {
-        if (this.pending.length === 0 && !(await this.pull())) break;
-        const take = Math.min(n - got, this.pending.length);
-        parts.push(this.pending.subarray(0, take));
-        this.pending = this.pending.subarray(take);
-        got += take;
+  /** Up to `max` next bytes, or undefined at the end of the source. */
+  private async take(max: number): Promise<Buffer | undefined> {
+    if (this.pending.length === 0) {
+      if (this.ended) return undefined;
+      let r: IteratorResult<Buffer | Uint8Array>;
+      try {
+        r = await this.iterator!.next();
+      } catch (e) {
+        this.failure = e;
+        throw e;
       }
-      out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-      this.held = out;
+      if (r.done) {
+        this.ended = true;
+        return undefined;
+      }
+      this.pending = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
     }
-    this.heldStart = this.pos;
+    const out = this.pending.subarray(0, max);
+    this.pending = this.pending.subarray(out.length);
     this.pos += out.length;
     return out;
   }
 
+  private tooShort(): BlobMismatchError {
+    const e = new BlobMismatchError(this.where, this.expected, { size: this.pos });
+    this.failure = e;
+    return e;
+  }
+
+  /** Positions the cursor at `offset`, reading (and verifying) the bytes before it. */
+  async seek(offset: number): Promise<void> {
+    await this.inflight;
+    if (!this.stream || this.failure !== undefined || offset < this.pos) await this.reopen();
+    while (this.pos < offset) {
+      if (!(await this.take(offset - this.pos))) throw this.tooShort();
+    }
+  }
+
+  /** The next `n` bytes as one buffer (fewer only at the end of the source): for small blobs. */
+  async read(n: number): Promise<Buffer> {
+    if (!this.stream) await this.reopen();
+    const parts: Buffer[] = [];
+    for (let got = 0, piece; got < n && (piece = await this.take(n - got)); got += piece.length) parts.push(piece);
+    return Buffer.concat(parts);
+  }
+
+  /**
+   * A request body of exactly the next `n` bytes, pulled from the source as the request sends
+   * them. `sent` learns each piece as it leaves. The first piece is read before returning, so a
+   * source that fails or ends at a chunk boundary costs no partial request.
+   */
+  async body(n: number, sent: (bytes: number) => void): Promise<Readable> {
+    if (!this.stream) await this.reopen();
+    let left = n;
+    const next = async (): Promise<Buffer> => {
+      const piece = await this.take(left);
+      if (!piece) throw this.tooShort();
+      left -= piece.length;
+      return piece;
+    };
+    let first: Buffer | undefined = await next();
+    const cursor = this;
+    return new Readable({
+      read() {
+        const deliver = (piece: Buffer): void => {
+          sent(piece.length);
+          this.push(piece);
+          if (left === 0) this.push(null);
+        };
+        if (first) {
+          deliver(first);
+          first = undefined;
+          return;
+        }
+        cursor.inflight = next().then(
+          (piece) => {
+            if (!this.destroyed) deliver(piece);
+          },
+          (e: unknown) => {
+            this.destroy(e as Error);
+          },
+        );
+      },
+    });
+  }
+
   /**
    * Reads to the end of the source, so its verification (which reports at end of stream) has
-   * run before the last bytes are committed. Returns the number of surplus bytes (0 when the
-   * source had exactly what was read).
+   * run, and checks it held exactly the expected size: call before the last bytes are committed.
    */
-  async finish(): Promise<number> {
-    let extra = this.pending.length;
-    this.pending = Buffer.alloc(0);
-    while (await this.pull()) {
-      extra += this.pending.length;
-      this.pending = Buffer.alloc(0);
-    }
-    return extra;
+  async finish(): Promise<void> {
+    await this.inflight;
+    if (!this.stream) await this.reopen();
+    while (await this.take(Infinity));
+    if (this.pos !== this.expected.size) throw new BlobMismatchError(this.where, this.expected, { size: this.pos });
   }
 
   close(): void {

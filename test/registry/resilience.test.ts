@@ -174,28 +174,33 @@ test('when the registry drops a broken upload session the upload starts over and
   }
 });
 
-test('an upload killed mid-way resumes in the next run from the confirmed offset', async () => {
-  const SIZE = 10 * CHUNK + 5000;
-  const { data, desc, reader } = layerOf(SIZE);
-  // Run 1: the source dies after 5.5 chunks, as when the process is interrupted.
-  const dying = (): Promise<Readable> =>
+/** A source of `data` that fails after `bytes` bytes, as when reading the input breaks. */
+function dyingAfter(data: Buffer, bytes: number) {
+  return (): Promise<Readable> =>
     Promise.resolve(
       Readable.from(
         (async function* () {
-          for (let i = 0; i < 5.5 * CHUNK; i += 8192) yield data.subarray(i, Math.min(i + 8192, 5.5 * CHUNK));
+          for (let i = 0; i < bytes; i += 8192) yield data.subarray(i, Math.min(i + 8192, bytes));
           throw new Error('interrupted');
         })(),
       ),
     );
+}
+
+test('an upload whose source dies between chunks resumes in the next run from the confirmed offset', async () => {
+  const SIZE = 10 * CHUNK + 5000;
+  const { data, desc, reader } = layerOf(SIZE);
+  // Run 1: the source dies after exactly 5 chunks: the sixth chunk's request is never started.
   const c1 = client('up/resume');
   try {
-    await assert.rejects(c1.uploadBlob(desc, dying), /interrupted/);
+    await assert.rejects(c1.uploadBlob(desc, dyingAfter(data, 5 * CHUNK)), /interrupted/);
   } finally {
     await c1.close();
   }
   assert.equal((await readdir(state.path)).length, 1, 'upload state kept for the next run');
-  const firstRun = proxy.stats({ method: ['PATCH', 'PUT'] }).requestBytes;
-  assert.equal(firstRun, 5 * CHUNK);
+  const firstRun = proxy.stats({ method: ['PATCH', 'PUT'] });
+  assert.equal(firstRun.requestBytes, 5 * CHUNK);
+  assert.equal(firstRun.requests, 5, 'no request for the chunk the source could not provide');
 
   proxy.resetCounters();
   const c2 = client('up/resume');
@@ -218,6 +223,31 @@ test('an upload killed mid-way resumes in the next run from the confirmed offset
   } finally {
     await check.close();
   }
+});
+
+test('an upload whose source dies mid-chunk fails with the source error; the next run still completes', async () => {
+  // Chunks stream, so half of the sixth chunk has left when the source dies. The CNCF registry
+  // then cancels the session (docs/DESIGN.md): the rerun finds it gone and starts over.
+  const SIZE = 10 * CHUNK + 5000;
+  const { data, desc, open } = layerOf(SIZE);
+  const c1 = client('up/resume-mid');
+  try {
+    await assert.rejects(c1.uploadBlob(desc, dyingAfter(data, 5.5 * CHUNK)), /interrupted/);
+  } finally {
+    await c1.close();
+  }
+  assert.equal(proxy.stats({ method: 'PUT' }).requests, 0, 'nothing committed');
+  proxy.resetCounters();
+  const c2 = client('up/resume-mid');
+  try {
+    const r = await c2.uploadBlob(desc, open);
+    assert.ok(r.resumedFrom === 0 || r.resumedFrom === 5 * CHUNK, `resumed from ${r.resumedFrom}`);
+    assert.equal(proxy.stats({ method: ['PATCH', 'PUT'] }).requestBytes, SIZE - r.resumedFrom);
+    assert.ok((await readAll(await c2.openBlob(desc), 1 << 30)).equals(data));
+  } finally {
+    await c2.close();
+  }
+  assert.deepEqual(await readdir(state.path), [], 'state removed once complete');
 });
 
 test('an upload cut off by the network resumes in the next run (proxy resets, byte counters)', async () => {

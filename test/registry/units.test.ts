@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
+import { readAll } from '../../src/image/content.js';
+import { BlobMismatchError, sha256 } from '../../src/image/digest.js';
 import { parseUploadRange } from '../../src/registry/client.js';
 import { redactUrl, scrub } from '../../src/registry/redact.js';
 import { SourceCursor } from '../../src/registry/source-cursor.js';
@@ -39,22 +41,32 @@ test('redactUrl hides credentials and signatures but keeps what helps debugging'
   assert.equal(scrub('token abcdef and abcdef', ['abcdef']), 'token [redacted] and [redacted]');
 });
 
-test('SourceCursor replays the last chunk from memory and reopens only to go further back', async () => {
+test('SourceCursor streams exact-length bodies, reopens only to go back, and checks the end', async () => {
   const data = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
-  const cursor = new SourceCursor(async () => Readable.from([data.subarray(0, 333), data.subarray(333, 700), data.subarray(700)]));
-  assert.ok((await cursor.read(100)).equals(data.subarray(0, 100)));
-  assert.ok((await cursor.read(300)).equals(data.subarray(100, 400)));
-  await cursor.seek(150); // inside the held chunk: no reopen
-  assert.ok((await cursor.read(50)).equals(data.subarray(150, 200)));
-  assert.ok((await cursor.read(400)).equals(data.subarray(200, 600)));
+  const desc = { digest: sha256(data), size: data.length };
+  const cursor = new SourceCursor(async () => Readable.from([data.subarray(0, 333), data.subarray(333, 700), data.subarray(700)]), desc, 'mem');
+  let sent = 0;
+  const body = async (n: number) => readAll(await cursor.body(n, (k) => (sent += k)), 1 << 20);
+  assert.ok((await body(100)).equals(data.subarray(0, 100)));
+  assert.ok((await body(400)).equals(data.subarray(100, 500)), 'a body spans the source\'s pieces');
+  assert.equal(sent, 500);
+  await cursor.seek(500); // where it is: no reopen
   assert.equal(cursor.opens, 1);
-  await cursor.seek(10); // before the held chunk: reopen and skip
+  await cursor.seek(150); // back: reopen and skip
   assert.equal(cursor.opens, 2);
-  assert.ok((await cursor.read(20)).equals(data.subarray(10, 30)));
+  assert.ok((await body(50)).equals(data.subarray(150, 200)));
   await cursor.seek(900); // forward: skip
-  assert.ok((await cursor.read(500)).equals(data.subarray(900)));
-  assert.equal(await cursor.finish(), 0);
+  assert.ok((await body(100)).equals(data.subarray(900)));
+  await cursor.finish();
   cursor.close();
+
+  // A source that ends early fails the body that wanted more, and finish() notices surplus bytes.
+  const short = new SourceCursor(async () => Readable.from([data.subarray(0, 600)]), desc, 'mem');
+  await assert.rejects(async () => readAll(await short.body(700, () => {}), 1 << 20), BlobMismatchError);
+  assert.ok(short.failure instanceof BlobMismatchError, 'the source\'s failure is kept for the upload to report');
+  const long = new SourceCursor(async () => Readable.from([data, Buffer.from('x')]), desc, 'mem');
+  assert.ok((await long.read(1000)).equals(data));
+  await assert.rejects(long.finish(), /size 1001 where 1000 was expected/);
 });
 
 test('a registry that does not speak TLS: loopback falls back to HTTP, others get a clear error', async () => {
