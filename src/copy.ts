@@ -5,6 +5,7 @@ import type { Target } from './image/target.js';
 import { silentReporter, type ProgressReporter } from './progress/progress.js';
 import { isForeign } from './formats/synthesised.js';
 import { checkInterrupted } from './interrupt.js';
+import { Limiter } from './limit.js';
 
 /**
  * The graph copy every transfer is made of (push, pull, layout import): walk from the root,
@@ -25,22 +26,6 @@ export interface CopyStats {
   blobsMounted: number;
   bytesSent: number;
   manifestsSent: number;
-}
-
-class Limiter {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-  constructor(private readonly limit: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
-    this.active++;
-    try {
-      return await fn();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
-    }
-  }
 }
 
 /** One copy session: blobs shared by several images (e.g. push --all) are sent once. */

@@ -12,6 +12,7 @@ import type { Content } from '../image/content.js';
 import type { Descriptor } from '../image/descriptor.js';
 import { DigestingStream, sha256, verifyStream, type Digest } from '../image/digest.js';
 import { serialiseManifest } from '../image/manifest.js';
+import { mapLimit } from '../limit.js';
 import type { ProgressReporter } from '../progress/progress.js';
 import { MediaType, layerMediaType, type LayerCompression, type ManifestFormat } from '../image/mediatypes.js';
 
@@ -253,23 +254,3 @@ export class SynthesisedManifest implements Content {
   }
 }
 
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed: unknown;
-  async function worker(): Promise<void> {
-    while (next < items.length && failed === undefined) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!, i);
-      } catch (e) {
-        failed ??= e;
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failed !== undefined) throw failed;
-  return results;
-}
-
-export { MediaType };

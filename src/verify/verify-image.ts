@@ -9,7 +9,7 @@ import type { ProgressReporter } from '../progress/progress.js';
 import { describeFailure, isMissing } from './errors.js';
 import { digestLayer, type LayerDigests } from './layer.js';
 import { checkLayoutTree } from './layout.js';
-import { Limiter } from './limit.js';
+import { Limiter, defaultConcurrency } from './limit.js';
 import { Findings, type VerifyReport } from './report.js';
 
 export interface VerifyOptions {
@@ -66,7 +66,7 @@ class Verifier {
   private readonly configs = new Map<string, Promise<ImageConfig | undefined>>();
 
   constructor(private readonly opts: VerifyOptions) {
-    this.limiter = new Limiter(opts.concurrency);
+    this.limiter = new Limiter(opts.concurrency ?? defaultConcurrency());
   }
 
   async walk(root: Content): Promise<void> {
