@@ -8,11 +8,11 @@ import { MediaType, isManifestType } from '../image/mediatypes.js';
 import { normaliseSelector } from './names.js';
 import { LayoutBlobReader, layoutEntries } from './oci-layout.js';
 import { parseSaveManifest, type SaveEntry } from './docker-save-manifest.js';
-import type { ImageEntry, SourceFormat } from './source.js';
+import type { ImageEntry } from './source.js';
 import { ArchiveLayer, ForeignLayer, MemberBlob, SynthesisedManifest, isForeign, type SynthesisOptions } from './synthesised.js';
 
 /** Images of a legacy `docker save` or crane/kaniko tarball: manifests are synthesised. */
-export async function legacyEntries(tree: FileTree, saved: SaveEntry[], opts: SynthesisOptions, format?: SourceFormat): Promise<ImageEntry[]> {
+export async function legacyEntries(tree: FileTree, saved: SaveEntry[], opts: SynthesisOptions): Promise<ImageEntry[]> {
   return Promise.all(
     saved.map(async (entry, position) => {
       const at = `${tree.where}: manifest.json entry ${position}`;
@@ -38,7 +38,7 @@ export async function legacyEntries(tree: FileTree, saved: SaveEntry[], opts: Sy
         position,
         tags,
         refNames: [],
-        format: format ?? (crane ? 'crane-tarball' : 'docker-archive'),
+        format: crane ? 'crane-tarball' : 'docker-archive',
         root: new SynthesisedManifest(config, layers, opts.format),
         synthesised: true,
       } satisfies ImageEntry;
