@@ -126,7 +126,17 @@ export class ArchiveLayer implements Content {
       if (hit) return { mediaType, size: hit.size, digest: hit.digest };
     }
     this.opts.reporter?.debug(`compressing layer ${this.member} to learn its digest${this.opts.spoolDir ? ' (kept for upload)' : ''}`);
-    const result = this.opts.spoolDir ? await this.compressToSpool(this.opts.spoolDir) : await gzipDescribe(this.tree.open(this.member));
+    const progress = this.opts.reporter?.start(this.diffId?.slice(7, 19) ?? this.member, 'compressing', this.tree.size(this.member));
+    const input = this.tree.open(this.member);
+    if (progress) input.on('data', (chunk: Buffer) => progress.advance(chunk.length));
+    let result: { digest: Digest; size: number; diffId: Digest };
+    try {
+      result = this.opts.spoolDir ? await this.compressToSpool(this.opts.spoolDir, input) : await gzipDescribe(input);
+    } catch (e) {
+      progress?.fail();
+      throw e;
+    }
+    progress?.done(`compressed to ${result.digest.slice(7, 19)}`);
     if (this.diffId && result.diffId !== this.diffId && this.opts.checkDiffIds !== false) {
       throw inputError(this.tree.where, `layer ${this.member} has diff_id ${result.diffId} but the config says ${this.diffId}`);
     }
@@ -134,7 +144,7 @@ export class ArchiveLayer implements Content {
     return { mediaType, size: result.size, digest: result.digest };
   }
 
-  private async compressToSpool(dir: string): Promise<{ digest: Digest; size: number; diffId: Digest }> {
+  private async compressToSpool(dir: string, input: Readable): Promise<{ digest: Digest; size: number; diffId: Digest }> {
     const path = createTempPath(dir, 'layer-');
     const inputHash = createHash('sha256');
     const tapInput = new Transform({
@@ -145,7 +155,7 @@ export class ArchiveLayer implements Content {
     });
     const output = new DigestingStream();
     try {
-      await pipeline(this.tree.open(this.member), tapInput, createGzipStream(), output, createWriteStream(path));
+      await pipeline(input, tapInput, createGzipStream(), output, createWriteStream(path));
     } catch (e) {
       await releaseTemp(path);
       throw e;

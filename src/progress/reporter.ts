@@ -57,7 +57,7 @@ export function createReporter(opts: ReporterOptions = {}): ProgressReporter {
   const tty = opts.tty ?? Boolean(process.stderr.isTTY);
   let spinner: Ora | undefined;
   // ora (and what it pulls in) loads only when a terminal will show it.
-  let makeSpinner: ((o: { stream: NodeJS.WriteStream; discardStdin: boolean }) => Ora) | undefined;
+  let makeSpinner: ((o: { stream: NodeJS.WriteStream; discardStdin: boolean; text: string }) => Ora) | undefined;
   if (tty && !opts.quiet) void import('ora').then((m) => (makeSpinner = m.default));
   let timer: NodeJS.Timeout | undefined;
   let seq = 0;
@@ -67,8 +67,9 @@ export function createReporter(opts: ReporterOptions = {}): ProgressReporter {
     const units = [...running.values()];
     if (tty) {
       if (!spinner && !makeSpinner) return; // still loading; the next tick shows it
-      spinner ??= makeSpinner!({ stream: out as NodeJS.WriteStream, discardStdin: false }).start();
-      spinner.text = units.map((u) => describeUnit(u, now)).join('  ') || 'working';
+      const text = units.map((u) => describeUnit(u, now)).join('  ') || 'working';
+      if (spinner) spinner.text = text;
+      else spinner = makeSpinner!({ stream: out as NodeJS.WriteStream, discardStdin: false, text }).start();
     } else {
       for (const u of units) write(`  ${describeUnit(u, now)}`);
     }
@@ -80,11 +81,14 @@ export function createReporter(opts: ReporterOptions = {}): ProgressReporter {
   };
   const finishLine = (line: string) => {
     if (opts.quiet) return;
-    if (spinner) spinner.stopAndPersist({ symbol: ' ', text: line });
-    else write(line);
+    // The spinner line is cleared, the finished line printed plainly, and the spinner redrawn below.
     if (spinner) {
+      spinner.stop();
       spinner = undefined;
+      write(line);
       if (running.size) refresh();
+    } else {
+      write(line);
     }
   };
 
