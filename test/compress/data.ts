@@ -3,17 +3,10 @@
  * bytes: never change this file's output (add a new generator instead).
  */
 
-/** mulberry32: tiny, well-known, and identical on every platform (32-bit integer arithmetic only). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
+// mulberry32, shared with the benchmark generators (32-bit integer arithmetic: identical everywhere).
+import { prng } from '../../bench/lib/generate.js';
+
+export { prng };
 
 const WORDS = (
   'layer image registry manifest digest tarball blob config index platform amd64 arm64 linux ' +
