@@ -1,6 +1,7 @@
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { Annotation, ArchiveTarget, Copier, OciLayoutTarget, formatPlatform, formatReference, isIndexType, parseDocument, parsePlatform, parseReference, pickPlatform, readContent, resolveRemote, usageError, type Content, type Descriptor, type Platform, type Reference } from '../index.js';
+import { Annotation, ArchiveTarget, inputError, Copier, OciLayoutTarget, formatPlatform, formatReference, isIndexType, parseDocument, parsePlatform, parseReference, pickPlatform, readContent, resolveRemote, usageError, type Content, type Descriptor, type Platform, type Reference } from '../index.js';
 import { json, out, reporterFor, run, type GlobalArgs } from './common.js';
 import { parseLayoutDestination, parseSize } from './destination.js';
 import { registryOptions, withRegistryOptions, type RegistryArgs } from './registry-options.js';
@@ -37,6 +38,9 @@ function parseOutput(text: string, format: 'docker' | 'oci' | undefined): Output
   }
   if (format === 'oci' && (isDir || !/\.(tar|tar\.gz|tgz)$/.test(text))) return { kind: 'layout', dir: text };
   if (isDir) throw usageError(`pull: ${text} is a directory; give a file name (x.tar) or oci:${text}`);
+  // Checked before any download, so a typo costs nothing.
+  const parent = dirname(resolve(text));
+  if (!existsSync(parent) || !statSync(parent).isDirectory()) throw inputError(text, `cannot write here: ${parent} is not a directory`);
   return { kind: 'archive', path: text, gzip: /\.(gz|tgz)$/.test(text) };
 }
 
