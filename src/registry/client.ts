@@ -1,15 +1,16 @@
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { TarpushError } from '../errors.js';
-import { checkInterrupted } from '../interrupt.js';
 import { MAX_DOCUMENT_BYTES } from '../image/content.js';
 import type { Descriptor } from '../image/descriptor.js';
-import { BlobMismatchError, sha256, type Digest } from '../image/digest.js';
+import { sha256, type Digest } from '../image/digest.js';
 import { MediaType } from '../image/mediatypes.js';
 import type { Progress } from '../progress/progress.js';
 import { pullScope, pushScope, type Authenticator } from './auth.js';
+import * as download from './blob-download.js';
+import * as upload from './blob-upload.js';
+import type { UploadSession } from './blob-upload.js';
 import { findChallenge, parseChallenges } from './challenge.js';
 import { redactUrl, scrub } from './redact.js';
-import { SourceCursor } from './source-cursor.js';
 import {
   headerValue,
   isRetryableNetworkError,
@@ -28,13 +29,8 @@ export const MANIFEST_ACCEPT = [
 ];
 
 export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
-/**
- * Blobs up to this size go in one PUT, read into memory first so the source's verification has
- * passed before the PUT commits them. Larger ones stream in chunks and end with an empty PUT.
- */
-const MONOLITHIC_MAX = 1024 * 1024;
 /** Consecutive failures without progress after which a transfer gives up. */
-const MAX_TRANSFER_FAILURES = 5;
+export const MAX_TRANSFER_FAILURES = 5;
 
 export interface ClientConfig {
   /** Registry name for messages and state (`docker.io`, `127.0.0.1:5000`). */
@@ -72,36 +68,17 @@ export interface UploadResult {
   resumedFrom: number;
 }
 
-interface UploadSession {
-  location: string;
-  offset: number;
-}
-
-/** Upload errors after which the upload session is kept for a later run. */
-const keepSession = new WeakSet<Error>();
+// Exported for blob-download.ts and blob-upload.ts, which share the client's retry rules.
 
 /** A request whose stream body was consumed before the registry asked for new authorization. */
-class AuthReplayNeeded extends Error {}
+export class AuthReplayNeeded extends Error {}
 
-/** A status from which an upload recovers by asking the registry where it stands. */
-class RecoverableStatus extends Error {
-  constructor(readonly status: number) {
-    super(`HTTP ${status}`);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Parses `Range: 0-1234` (inclusive end) into the next offset; `0-0` is read as nothing yet. */
-export function parseUploadRange(value: string | undefined): number | undefined {
-  if (!value) return undefined;
-  const m = /^(?:bytes=)?(\d+)-(\d+)$/.exec(value.trim());
-  if (!m) return undefined;
-  const end = Number(m[2]);
-  // Distribution answers "0-0" both for an empty upload and for one byte; a re-sent byte is harmless.
-  return end === 0 ? 0 : end + 1;
+export function describe(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /** Operations on one repository of one registry. */
@@ -113,8 +90,9 @@ export class RegistryClient {
   readonly transport: Transport;
   readonly auth: Authenticator;
   chunkSize: number;
+  /** Where uploads are recorded for resuming in a later run (blob-upload.ts). */
+  readonly state?: UploadStateStore;
   private readonly scopes: string[];
-  private readonly state?: UploadStateStore;
   private readonly retryBaseMs: number;
   private pinged?: Promise<void>;
 
@@ -130,8 +108,14 @@ export class RegistryClient {
     this.retryBaseMs = cfg.retryBaseMs ?? 500;
   }
 
-  private path(kind: 'blobs' | 'manifests', ref: string): string {
+  path(kind: 'blobs' | 'manifests', ref: string): string {
     return `/v2/${this.repository}/${kind}/${ref}`;
+  }
+
+  /** Delay before retrying a broken transfer (download, upload, manifest read). */
+  backoff(failures: number): number {
+    const exp = Math.min(30_000, this.retryBaseMs * 2 ** (failures - 1));
+    return Math.round(exp / 2 + Math.random() * (exp / 2));
   }
 
   /**
@@ -254,159 +238,34 @@ export class RegistryClient {
     return len !== undefined ? Number(len) : -1;
   }
 
-  private async getBlob(digest: Digest, offset: number): Promise<HttpResponse> {
-    const headers: Record<string, string> = {};
-    if (offset > 0) headers.range = `bytes=${offset}-`;
-    const res = await this.call({ method: 'GET', url: this.path('blobs', digest), headers, followRedirects: true });
-    if (res.status === 200 || (offset > 0 && res.status === 206)) return res;
-    if (res.status === 404) {
-      await res.dump();
-      throw new TarpushError('registry', `${this.where}: blob ${digest} not found`);
-    }
-    throw await this.responseError(res, `downloading blob ${digest}`);
-  }
-
   /**
    * The blob's raw bytes as one stream. A download that breaks is resumed with a Range request
    * from the byte it stopped at, so callers never see the break.
    */
-  async openBlob(desc: Pick<Descriptor, 'digest' | 'size'>, opts: { offset?: number } = {}): Promise<Readable> {
-    let pos = opts.offset ?? 0;
-    let res = await this.getBlob(desc.digest, pos);
-    const out = new PassThrough();
-    let current: Readable | undefined;
-    out.on('close', () => current?.destroy());
-
-    const pump = async (): Promise<void> => {
-      let failures = 0;
-      for (;;) {
-        // A server ignoring Range sends everything again: skip what we already have.
-        let skip = res.status === 200 ? pos : 0;
-        current = res.body;
-        try {
-          for await (const raw of res.body) {
-            let chunk = raw as Buffer;
-            if (skip > 0) {
-              const drop = Math.min(skip, chunk.length);
-              chunk = chunk.subarray(drop);
-              skip -= drop;
-              if (chunk.length === 0) continue;
-            }
-            pos += chunk.length;
-            failures = 0;
-            if (!out.write(chunk)) {
-              await new Promise<void>((resolve) => {
-                const done = (): void => {
-                  out.off('drain', done);
-                  out.off('close', done);
-                  resolve();
-                };
-                out.on('drain', done);
-                out.on('close', done);
-              });
-            }
-            if (out.destroyed) return;
-          }
-          if (desc.size >= 0 && pos < desc.size) {
-            throw Object.assign(new Error(`stream ended after ${pos} of ${desc.size} bytes`), { code: 'UND_ERR_SOCKET' });
-          }
-          out.end();
-          return;
-        } catch (e) {
-          if (out.destroyed) return;
-          if (!isRetryableNetworkError(e) || ++failures > MAX_TRANSFER_FAILURES) {
-            out.destroy(this.transport.networkError(e, this.transport.resolve(this.path('blobs', desc.digest))));
-            return;
-          }
-          this.transport.debug(`download of ${desc.digest} broke after ${pos} bytes; resuming from there`);
-          await sleep(this.backoff(failures));
-          try {
-            res = await this.getBlob(desc.digest, pos);
-          } catch (e2) {
-            out.destroy(e2 as Error);
-            return;
-          }
-          if (out.destroyed) {
-            res.body.destroy();
-            return;
-          }
-        }
-      }
-    };
-    pump().catch((e: unknown) => out.destroy(e as Error));
-    return out;
-  }
-
-  private backoff(failures: number): number {
-    const exp = Math.min(30_000, this.retryBaseMs * 2 ** (failures - 1));
-    return Math.round(exp / 2 + Math.random() * (exp / 2));
+  openBlob(desc: Pick<Descriptor, 'digest' | 'size'>, opts: { offset?: number } = {}): Promise<Readable> {
+    return download.openBlob(this, desc, opts);
   }
 
   /**
    * Asks the registry to mount `digest` from another repository of the same registry. Returns
    * `mounted`, or the upload session the registry opened instead (202) for the caller to use.
    */
-  async mountBlob(digest: Digest, fromRepository: string): Promise<{ mounted: true } | { mounted: false; session: UploadSession }> {
-    const q = new URLSearchParams({ mount: digest, from: fromRepository });
-    const res = await this.call({
-      method: 'POST',
-      url: `/v2/${this.repository}/blobs/uploads/?${q}`,
-      headers: { 'content-length': '0' },
-      scopes: [pushScope(this.repository), pullScope(fromRepository)],
-    });
-    if (res.status === 201) {
-      await res.dump();
-      return { mounted: true };
-    }
-    if (res.status === 202) {
-      return { mounted: false, session: await this.sessionFrom(res) };
-    }
-    throw await this.responseError(res, `mounting blob ${digest} from ${fromRepository}`);
+  mountBlob(digest: Digest, fromRepository: string): Promise<{ mounted: true } | { mounted: false; session: UploadSession }> {
+    return upload.mountBlob(this, digest, fromRepository);
   }
 
   /** Opens an upload session. */
-  async startUpload(): Promise<UploadSession> {
-    const res = await this.call({
-      method: 'POST',
-      url: `/v2/${this.repository}/blobs/uploads/`,
-      headers: { 'content-length': '0' },
-    });
-    if (res.status !== 202) throw await this.responseError(res, 'starting a blob upload');
-    return this.sessionFrom(res);
-  }
-
-  private async sessionFrom(res: HttpResponse): Promise<UploadSession> {
-    await res.dump();
-    const loc = headerValue(res.headers, 'location');
-    if (!loc) throw new TarpushError('registry', `${this.where}: the registry started an upload without a Location`);
-    const min = Number(headerValue(res.headers, 'oci-chunk-min-length') ?? 0);
-    if (Number.isSafeInteger(min) && min > this.chunkSize) {
-      this.transport.debug(`${this.registry} wants chunks of at least ${min} bytes`);
-      this.chunkSize = min;
-    }
-    return { location: new URL(loc, res.url).href, offset: 0 };
+  startUpload(): Promise<UploadSession> {
+    return upload.startUpload(this);
   }
 
   /** Where an upload stands, or undefined when the registry no longer knows it. */
-  async uploadStatus(location: string): Promise<UploadSession | undefined> {
-    const res = await this.call({ method: 'GET', url: location });
-    await res.dump();
-    if (res.status === 404 || res.status === 400) return undefined;
-    if (res.status !== 204 && res.status !== 200) throw await this.responseError(res, 'checking an upload');
-    const loc = headerValue(res.headers, 'location');
-    return {
-      location: loc ? new URL(loc, res.url).href : location,
-      offset: parseUploadRange(headerValue(res.headers, 'range')) ?? 0,
-    };
+  uploadStatus(location: string): Promise<UploadSession | undefined> {
+    return upload.uploadStatus(this, location);
   }
 
-  async cancelUpload(location: string): Promise<void> {
-    try {
-      const res = await this.call({ method: 'DELETE', url: location });
-      await res.dump();
-    } catch {
-      // Best effort: registries purge abandoned uploads themselves.
-    }
+  cancelUpload(location: string): Promise<void> {
+    return upload.cancelUpload(this, location);
   }
 
   /**
@@ -416,212 +275,13 @@ export class RegistryClient {
    * has ended verified. Within a run, failures are recovered by asking the registry for the
    * upload's status and reopening the source at the offset it reports.
    */
-  async uploadBlob(
+  uploadBlob(
     desc: Pick<Descriptor, 'digest' | 'size'>,
     open: () => Promise<Readable>,
     progress?: Progress,
     opts: { mountFrom?: string[] } = {},
   ): Promise<UploadResult> {
-    const state = this.state;
-    const key = [this.registry, this.repository, desc.digest] as const;
-    let session: UploadSession | undefined;
-    let resumedFrom = 0;
-
-    const saved = state ? await state.load(...key) : undefined;
-    if (saved) {
-      try {
-        session = await this.uploadStatus(saved.location);
-      } catch (e) {
-        this.transport.debug(`cannot resume the earlier upload of ${desc.digest}: ${(e as Error).message}`);
-      }
-      if (session) {
-        resumedFrom = session.offset;
-        this.transport.debug(`resuming the upload of ${desc.digest} at byte ${session.offset} of ${desc.size}`);
-      } else {
-        await state!.remove(...key);
-      }
-    }
-    if (!session) {
-      for (const from of opts.mountFrom ?? []) {
-        if (from === this.repository) continue;
-        const mount = await this.mountBlob(desc.digest, from);
-        if (mount.mounted) {
-          if (session) await this.cancelUpload(session.location);
-          return { how: 'mounted', bytesSent: 0, resumedFrom: 0 };
-        }
-        // Refused: the session the registry opened instead serves for the upload.
-        if (session) await this.cancelUpload(session.location);
-        session = mount.session;
-      }
-      session ??= await this.startUpload();
-    }
-
-    const cursor = new SourceCursor(open, desc, this.where);
-    let bytesSent = 0;
-    const sent = (n: number): void => {
-      bytesSent += n;
-      progress?.advance(n);
-    };
-    let failures = 0;
-    let { location, offset } = session;
-    progress?.reset(offset);
-    const persist = async (): Promise<void> => {
-      if (state) await state.save({ registry: this.registry, repository: this.repository, digest: desc.digest, size: desc.size, location, offset });
-    };
-    const abandon = async (): Promise<void> => {
-      await this.cancelUpload(location);
-      if (state) await state.remove(...key);
-    };
-
-    try {
-      for (;;) {
-        try {
-          await cursor.seek(offset);
-          // Ctrl-C stops between chunks: a half-sent chunk would cost the whole session.
-          if (offset < desc.size) checkInterrupted(this.where);
-          if (offset === 0 && desc.size <= Math.min(this.chunkSize, MONOLITHIC_MAX)) {
-            const data = await cursor.read(desc.size);
-            await cursor.finish();
-            await this.finishUpload(location, desc.digest, data, sent);
-            break;
-          }
-          if (offset < desc.size) {
-            const length = Math.min(this.chunkSize, desc.size - offset);
-            const body = await cursor.body(length, sent);
-            const next = await this.patchChunk(location, offset, length, body);
-            location = next.location;
-            if (next.offset !== offset + length) {
-              this.transport.debug(`registry confirmed ${next.offset} bytes where ${offset + length} were sent`);
-              progress?.reset(next.offset);
-            }
-            offset = next.offset;
-            failures = 0;
-            await persist();
-            continue;
-          }
-          // Every byte is with the registry; only a source that ended cleanly (verified) may commit them.
-          await cursor.finish();
-          await this.finishUpload(location, desc.digest, Buffer.alloc(0), sent);
-          break;
-        } catch (caught) {
-          // A request whose body broke because the source failed reports the source's error.
-          const e = cursor.failure ?? caught;
-          if (!this.recoverable(e)) throw e;
-          if (++failures > MAX_TRANSFER_FAILURES) throw this.exhausted(e, desc.digest);
-          const delay = this.backoff(failures);
-          this.transport.debug(`upload of ${desc.digest} interrupted at byte ${offset} (${describe(e)}); checking its status in ${delay} ms`);
-          await sleep(delay);
-          const status = await this.uploadStatus(location).catch((e2: unknown) => {
-            if (this.recoverable(e2)) return 'unknown' as const;
-            throw e2;
-          });
-          if (status === 'unknown') continue; // try the same chunk again, status next time
-          if (!status) {
-            if ((await this.headBlob(desc.digest)) !== undefined) break; // the final PUT did land
-            this.transport.debug(`the registry dropped the upload of ${desc.digest}; starting over`);
-            const fresh = await this.startUpload();
-            location = fresh.location;
-            offset = 0;
-          } else {
-            location = status.location;
-            offset = status.offset;
-          }
-          progress?.reset(offset);
-          await persist();
-        }
-      }
-    } catch (e) {
-      cursor.close();
-      if (e instanceof BlobMismatchError) {
-        // The bytes are wrong: nothing of this upload may be finalised or resumed later.
-        await abandon();
-        throw e;
-      }
-      // A registry that refused the upload will not take the rest of it later either; anything
-      // else (network, the source, an interruption) leaves the session for the next run.
-      if (e instanceof TarpushError && (e.kind === 'registry' || e.kind === 'auth') && !keepSession.has(e)) {
-        await abandon();
-      }
-      throw e;
-    }
-    cursor.close();
-    if (state) await state.remove(...key);
-    return { how: 'uploaded', bytesSent, resumedFrom };
-  }
-
-  /** The error to report when an upload keeps failing in ways it normally recovers from. */
-  private exhausted(e: unknown, digest: Digest): unknown {
-    if (e instanceof RecoverableStatus) {
-      const err = new TarpushError('registry', `${this.where}: uploading blob ${digest}: HTTP ${e.status} (retries exhausted)`);
-      // The session may well survive the registry's bad moment: keep it for the next run.
-      keepSession.add(err);
-      return err;
-    }
-    if (e instanceof AuthReplayNeeded) {
-      return new TarpushError('auth', `${this.registry} kept refusing new tokens for ${this.where} during the upload of ${digest}`);
-    }
-    return e;
-  }
-
-  private recoverable(e: unknown): boolean {
-    return e instanceof RecoverableStatus || e instanceof AuthReplayNeeded || isRetryableNetworkError(e);
-  }
-
-  /** Sends `length` bytes streamed from `body` at `offset`; returns where the upload now stands. */
-  private async patchChunk(location: string, offset: number, length: number, body: Readable): Promise<UploadSession> {
-    const res = await this.call({
-      method: 'PATCH',
-      url: location,
-      headers: {
-        'content-type': 'application/octet-stream',
-        'content-length': String(length),
-        'content-range': `${offset}-${offset + length - 1}`,
-      },
-      body,
-    }).finally(() => body.destroy()); // an early answer (401, 5xx) leaves it unread: pull no more
-    if (res.status === 202 || res.status === 204) {
-      await res.dump();
-      const loc = headerValue(res.headers, 'location');
-      const confirmed = parseUploadRange(headerValue(res.headers, 'range'));
-      return {
-        location: loc ? new URL(loc, res.url).href : location,
-        offset: confirmed !== undefined && confirmed > 0 ? confirmed : offset + length,
-      };
-    }
-    if (res.status === 416 || res.status === 408 || res.status === 429 || res.status >= 500) {
-      await res.dump();
-      throw new RecoverableStatus(res.status);
-    }
-    throw await this.responseError(res, 'uploading a blob chunk');
-  }
-
-  /** Commits the upload with its last (already verified) bytes, `data`, possibly none. */
-  private async finishUpload(location: string, digest: Digest, data: Buffer, sent: (n: number) => void): Promise<void> {
-    const url = new URL(location);
-    url.searchParams.set('digest', digest);
-    const res = await this.call({
-      method: 'PUT',
-      url: url.href,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(data.length) },
-      body: data,
-      // A PUT cut off mid-body costs its session on some registries; uploadBlob recovers by
-      // asking for the upload's status, which a blind replay here would not.
-      retry: data.length === 0,
-    });
-    if (res.status === 201 || res.status === 204 || res.status === 200) {
-      sent(data.length);
-      await res.dump();
-      const got = headerValue(res.headers, 'docker-content-digest');
-      if (got && got !== digest) {
-        throw new TarpushError('registry', `${this.where}: the registry stored blob ${digest} as ${got}`);
-      }
-      return;
-    }
-    if (res.status === 416 || res.status === 408 || res.status === 429 || res.status >= 500) {
-      await res.dump();
-      throw new RecoverableStatus(res.status);
-    }
-    throw await this.responseError(res, `completing the upload of blob ${digest}`);
+    return upload.uploadBlob(this, desc, open, progress, opts);
   }
 
   // ------------------------------------------------------------ manifests
@@ -695,8 +355,4 @@ export class RegistryClient {
   async close(): Promise<void> {
     await this.transport.close();
   }
-}
-
-function describe(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -18,11 +18,11 @@ export {
   RegistryClient,
   MANIFEST_ACCEPT,
   DEFAULT_CHUNK_SIZE,
-  parseUploadRange,
   type ManifestResponse,
   type ManifestHead,
   type UploadResult,
 } from './client.js';
+export { parseUploadRange } from './blob-upload.js';
 export { UploadStateStore, defaultStateDir, type SavedUpload } from './upload-state.js';
 export { RegistryTarget, type RegistryTargetOptions } from './target.js';
 export { RegistryReader, resolveRemote, type RemoteImage } from './source.js';

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { readAll } from '../../src/image/content.js';
 import { BlobMismatchError, sha256 } from '../../src/image/digest.js';
-import { parseUploadRange } from '../../src/registry/client.js';
+import { parseUploadRange } from '../../src/registry/blob-upload.js';
 import { redactUrl, scrub } from '../../src/registry/redact.js';
 import { SourceCursor } from '../../src/registry/source-cursor.js';
 import { isLoopbackHost, parseRetryAfter } from '../../src/registry/transport.js';
