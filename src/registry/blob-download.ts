@@ -2,7 +2,8 @@ import { PassThrough, type Readable } from 'node:stream';
 import { TarpushError } from '../errors.js';
 import type { Descriptor } from '../image/descriptor.js';
 import type { Digest } from '../image/digest.js';
-import { MAX_TRANSFER_FAILURES, sleep, type RegistryClient } from './client.js';
+import type { RegistryClient } from './client.js';
+import { MAX_TRANSFER_FAILURES, sleep } from './retry-rules.js';
 import { isRetryableNetworkError, type HttpResponse } from './transport.js';
 
 /**

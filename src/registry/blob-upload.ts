@@ -5,7 +5,8 @@ import type { Descriptor } from '../image/descriptor.js';
 import { BlobMismatchError, type Digest } from '../image/digest.js';
 import type { Progress } from '../progress/progress.js';
 import { pullScope, pushScope } from './auth.js';
-import { AuthReplayNeeded, MAX_TRANSFER_FAILURES, describe, sleep, type RegistryClient, type UploadResult } from './client.js';
+import type { RegistryClient, UploadResult } from './client.js';
+import { AuthReplayNeeded, MAX_TRANSFER_FAILURES, describe, sleep } from './retry-rules.js';
 import { SourceCursor } from './source-cursor.js';
 import { headerValue, isRetryableNetworkError, type HttpResponse } from './transport.js';
 

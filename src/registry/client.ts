@@ -11,6 +11,7 @@ import * as upload from './blob-upload.js';
 import type { UploadSession } from './blob-upload.js';
 import { findChallenge, parseChallenges } from './challenge.js';
 import { redactUrl, scrub } from './redact.js';
+import { AuthReplayNeeded, MAX_TRANSFER_FAILURES, describe, sleep } from './retry-rules.js';
 import {
   headerValue,
   isRetryableNetworkError,
@@ -29,8 +30,6 @@ export const MANIFEST_ACCEPT = [
 ];
 
 export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
-/** Consecutive failures without progress after which a transfer gives up. */
-export const MAX_TRANSFER_FAILURES = 5;
 
 export interface ClientConfig {
   /** Registry name for messages and state (`docker.io`, `127.0.0.1:5000`). */
@@ -68,18 +67,6 @@ export interface UploadResult {
   resumedFrom: number;
 }
 
-// Exported for blob-download.ts and blob-upload.ts, which share the client's retry rules.
-
-/** A request whose stream body was consumed before the registry asked for new authorization. */
-export class AuthReplayNeeded extends Error {}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-export function describe(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 /** Operations on one repository of one registry. */
 export class RegistryClient {

@@ -10,7 +10,7 @@ import { redactUrl } from './redact.js';
  * HTTP for one registry host: connection reuse, scheme selection (https, plain http, or the
  * loopback fallback), TLS settings, proxies from the environment, and bounded retries of
  * requests that can be replayed. Authentication lives one level up (auth.ts) and upload resume
- * two levels up (client.ts), because only they know how to redo their work.
+ * two levels up (blob-upload.ts), because only they know how to redo their work.
  */
 export interface TransportOptions {
   /** Talk plain HTTP to the registry. */
