@@ -31,6 +31,8 @@ export type FaultAction =
   | { kind: 'corrupt-response'; offset?: number }
   /** Forward normally; with `times`, lets the first N matching requests through before later rules. */
   | { kind: 'pass' }
+  /** Forward, adding these headers to the registry's response (e.g. OCI-Chunk-Min-Length). */
+  | { kind: 'add-headers'; headers: Record<string, string> }
   /**
    * Keep the request (body unread, nothing forwarded, no answer) until the
    * client goes away or `releaseHeld()`. Kill a client while the proxy holds
@@ -228,6 +230,7 @@ export async function startProxy(upstream: ProxyUpstream): Promise<FaultProxy> {
     upReq.on('response', (upRes) => {
       const outHeaders = forwardable(upRes.headers);
       if (typeof outHeaders.location === 'string') outHeaders.location = rewriteLocation(outHeaders.location);
+      if (action?.kind === 'add-headers') Object.assign(outHeaders, action.headers);
       record.status = upRes.statusCode ?? 502;
       res.writeHead(record.status, outHeaders);
       let tap: Tap;

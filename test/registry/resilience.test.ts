@@ -139,6 +139,22 @@ test('an upload recovers within the run from a 500 and a 416 on chunks', async (
   }
 });
 
+test('chunks grow to the registry\'s OCI-Chunk-Min-Length', async () => {
+  const c = client('up/chunkmin');
+  const { desc, open } = layerOf(6 * CHUNK + 123);
+  try {
+    proxy.resetCounters();
+    proxy.addRule({ method: 'POST', path: /\/blobs\/uploads\/$/, times: 1, action: { kind: 'add-headers', headers: { 'OCI-Chunk-Min-Length': String(4 * CHUNK) } } });
+    await c.uploadBlob(desc, open);
+    proxy.clearRules();
+    const patches = proxy.log.filter((r) => r.method === 'PATCH').map((r) => r.requestBytes);
+    assert.deepEqual(patches, [4 * CHUNK, 2 * CHUNK + 123], 'two PATCHes of at least the minimum, not seven of the configured size');
+    assert.notEqual(await c.headBlob(desc.digest), undefined);
+  } finally {
+    await c.close();
+  }
+});
+
 test('an upload that keeps failing gives up with a registry error and keeps its session', async () => {
   const c = client('up/503');
   const { desc, open } = layerOf(3 * CHUNK);
