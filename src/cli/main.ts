@@ -9,6 +9,11 @@ import { verifyCommand } from './verify.js';
 
 export async function main(argv: string[] = hideBin(process.argv)): Promise<void> {
   installCleanupHandlers();
+  // `tarpush load x.tar | head` closes our stdout early: that is the reader's choice, not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   await yargs(argv)
     .scriptName('tarpush')
     .usage('$0 <command> [options]\n\nMove container images between tarballs, OCI layouts and registries, without a Docker daemon.')

@@ -119,3 +119,14 @@ test('load shows images, platforms and sizes as a table on stdout and nothing el
   assert.match(r.stdout, /linux\/amd64\s+sha256:e7c26a4b4d156fd9/);
   assert.match(r.stdout, /linux\/arm64\s+sha256:5ed07065bcbc6c52/);
 });
+
+test('a reader that stops early (| head) ends tarpush quietly', async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'tarpush'), 'load', testdata('regclient/testdata/testrepo')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stdout.once('data', () => child.stdout.destroy());
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  assert.equal(stderr, '', 'no EPIPE stack');
+  assert.equal(code, 0);
+});
