@@ -21,6 +21,9 @@ const REQUIRED = [
   { file: '/usr/bin/docker-registry', pkg: 'docker-registry' },
   { file: '/usr/bin/skopeo', pkg: 'skopeo' },
   { file: '/usr/bin/openssl', pkg: 'openssl' },
+  // The archive tests compress fixtures with the real tools.
+  { file: '/usr/bin/zstd', pkg: 'zstd' },
+  { file: '/usr/bin/xz', pkg: 'xz-utils' },
 ];
 
 function fail(message, code = 1) {
