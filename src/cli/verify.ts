@@ -61,7 +61,7 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
         }
         // Integrity: layers as stored (a legacy archive's uncompressed layers are checked
         // against their diff_ids directly, without compressing them).
-        const stored = await openSource(args.source, args, { compression: 'none', checkDiffIds: false });
+        const stored = await openSource(args.source, args, { compression: 'none' });
         let report: VerifyReport;
         let comparison: { ref: string; result: Comparison } | undefined;
         try {

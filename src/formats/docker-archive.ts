@@ -7,7 +7,7 @@ import { parseConfig, parseDocument } from '../image/manifest.js';
 import { MediaType, isManifestType } from '../image/mediatypes.js';
 import { normaliseSelector } from './names.js';
 import { LayoutBlobReader, layoutEntries } from './oci-layout.js';
-import { parseSaveManifest, type SaveEntry } from './docker-save-manifest.js';
+import type { SaveEntry } from './docker-save-manifest.js';
 import type { ImageEntry } from './source.js';
 import { ArchiveLayer, ForeignLayer, MemberBlob, SynthesisedManifest, isForeign, type SynthesisOptions } from './synthesised.js';
 

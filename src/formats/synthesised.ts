@@ -32,11 +32,6 @@ export interface SynthesisOptions {
    * compressed bytes are only hashed (enough for `digest` and `load`).
    */
   spoolDir?: string | false;
-  /**
-   * Refuse layers whose bytes do not match the config's diff_id while describing them (default).
-   * verify turns it off to report every such layer itself instead of stopping at the first.
-   */
-  checkDiffIds?: boolean;
   /** Says (with --debug) when a layer is compressed, so a run can show it never does so twice. */
   reporter?: ProgressReporter;
 }
@@ -137,7 +132,7 @@ export class ArchiveLayer implements Content {
       throw e;
     }
     progress?.done(`compressed to ${result.digest.slice(7, 19)}`);
-    if (this.diffId && result.diffId !== this.diffId && this.opts.checkDiffIds !== false) {
+    if (this.diffId && result.diffId !== this.diffId) {
       throw inputError(this.tree.where, `layer ${this.member} has diff_id ${result.diffId} but the config says ${this.diffId}`);
     }
     await this.opts.cache?.put(result.diffId, key, { digest: result.digest, size: result.size });
@@ -190,7 +185,7 @@ export class ArchiveLayer implements Content {
 export class MemberBlob implements Content {
   private readonly bytes: Lazy<Buffer>;
   constructor(
-    private readonly tree: FileTree,
+    tree: FileTree,
     readonly member: string,
     private readonly mediaType: string,
   ) {

@@ -80,7 +80,7 @@ export class Authenticator {
    * Handles a 401: learns the scheme from WWW-Authenticate and prepares fresh authorization.
    * Returns false when there is nothing new to try (the caller reports the refusal).
    */
-  async challenged(headers: IncomingHttpHeaders, scopes: string[], repo: string, sentHeader: string | undefined): Promise<boolean> {
+  async challenged(headers: IncomingHttpHeaders, scopes: string[], sentHeader: string | undefined): Promise<boolean> {
     const challenges = parseChallenges(headers['www-authenticate']);
     const bearer = findChallenge(challenges, 'bearer');
     const basic = findChallenge(challenges, 'basic');

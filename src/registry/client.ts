@@ -113,7 +113,7 @@ export class RegistryClient {
     this.pinged ??= (async () => {
       const res = await this.transport.send({ method: 'GET', url: '/v2/' });
       if (res.status === 401) {
-        await this.auth.challenged(res.headers, [], this.where, undefined);
+        await this.auth.challenged(res.headers, [], undefined);
         await res.dump();
         return;
       }
@@ -163,7 +163,7 @@ export class RegistryClient {
       if (res.status !== 401 || !onRegistry) return res;
       const problem = findChallenge(parseChallenges(res.headers['www-authenticate']), 'bearer')?.params.error;
       const detail = (await this.errorDetail(res)) + (problem ? `; ${problem}` : '');
-      const retry = round < 2 && (await this.auth.challenged(res.headers, scopes, this.where, authz));
+      const retry = round < 2 && (await this.auth.challenged(res.headers, scopes, authz));
       if (!retry) throw await this.auth.refusal(this.where, detail);
       if (req.body instanceof Readable) throw new AuthReplayNeeded('authorization expired during an upload');
     }
